@@ -1,0 +1,39 @@
+# Two commands: `make run` and `make test`. Everything else is a helper of those.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.installed
+BUDGET  ?= 0.5
+DATASET ?= mnist5k
+
+.PHONY: install run test lint format bench clean
+
+install: $(STAMP)
+
+# Re-installs only when the pins or the project metadata change (idempotent, fast when done).
+$(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
+	test -x $(PY) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r requirements/lock.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps -r requirements/nodeps.txt
+	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/edgeauto run --device host --latency-ms $(BUDGET) --dataset $(DATASET) --out runs/default
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check edgeauto tests benchmarks examples
+	$(VENV)/bin/ruff format --check edgeauto tests benchmarks examples
+
+format: install
+	$(VENV)/bin/ruff format edgeauto tests benchmarks examples
+	$(VENV)/bin/ruff check --fix edgeauto tests benchmarks examples
+
+bench: install
+	$(PY) benchmarks/bench_latency_prediction.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

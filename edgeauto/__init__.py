@@ -1,0 +1,41 @@
+"""edgeauto: hardware-aware architecture search and compression for edge devices.
+
+The public API: :func:`run` and the core nouns. Everything else is an implementation detail.
+"""
+
+from edgeauto.compress import PRUNERS, Pruner, PruningPlan, list_pruners
+from edgeauto.config import RunConfig
+from edgeauto.data import Dataset, load_dataset
+from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
+from edgeauto.errors import (
+    BudgetInfeasible,
+    ConfigError,
+    DatasetError,
+    EdgeAutoError,
+    ExportError,
+    RunDirError,
+    RunnerError,
+    TableMiss,
+    UnknownComponent,
+    VerificationFailed,
+)  # fmt: skip
+from edgeauto.latency.key import OpKey
+from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
+from edgeauto.manifest import Manifest
+from edgeauto.pipeline import run
+from edgeauto.runtimes import RUNTIMES, Runtime, list_runtimes
+from edgeauto.search import STRATEGIES, SearchProblem, SearchResult, Strategy, list_strategies
+from edgeauto.spaces import SPACES, Arch, Choice, SearchSpace, get_space, list_spaces
+from edgeauto.version import __version__
+
+list_devices = list_profiles
+
+__all__ = [
+    "PRUNERS", "RUNTIMES", "SPACES", "STRATEGIES", "Arch", "BudgetInfeasible", "Choice",
+    "ConfigError", "Dataset", "DatasetError", "DeviceProfile", "EdgeAutoError", "ExportError",
+    "LatencyStat", "LatencyTable", "Manifest", "OpKey", "Provenance", "Pruner", "PruningPlan",
+    "RunConfig", "RunDirError", "RunnerError", "Runtime", "SearchProblem", "SearchResult",
+    "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed",
+    "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
+    "list_spaces", "list_strategies", "load_dataset", "load_profile", "run",
+]  # fmt: skip

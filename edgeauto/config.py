@@ -1,0 +1,68 @@
+"""The run configuration: one frozen object, validated field by field."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgeauto.errors import ConfigError
+
+
+def _positive(name: str, value: float, integer: bool = False) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value <= 0 or (integer and int(value) != value):
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}; fix --{name.replace('_', '-')}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``edgeauto run`` needs. Defaults are the ``make run`` job.
+
+    ``search_headroom`` lets the search consider archs up to that factor over the budget;
+    compression then prunes the winner down to the budget, so both stages do work.
+    """
+
+    device: str = "host"
+    latency_ms: float = 0.5
+    dataset: str = "mnist5k"
+    out: str = "runs/default"
+    seed: int = 0
+    epochs: int = 3
+    space: str = "fbnet-lite"
+    strategy: str = "random"
+    pruner: str = "l1"
+    trials: int = 6
+    search_epochs: int = 1
+    search_batches: int = 40
+    finetune_epochs: int = 1
+    search_headroom: float = 1.25
+    tolerance: float = 0.10
+    parity_samples: int = 32
+    measure_runs: int = 200
+    tables: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("latency_ms", self.latency_ms)
+        for name in (
+            "epochs",
+            "trials",
+            "search_epochs",
+            "search_batches",
+            "parity_samples",
+            "measure_runs",
+        ):
+            _positive(name, getattr(self, name), integer=True)
+        if self.search_headroom < 1.0:
+            raise ConfigError(f"search_headroom must be >= 1.0, got {self.search_headroom}")
+        if not 0.0 <= self.tolerance < 10.0:
+            raise ConfigError(
+                f"tolerance must be in [0, 10), got {self.tolerance}; fix --tolerance"
+            )
+        if self.finetune_epochs < 0:
+            raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,51 @@
+"""Typed errors. Every message states the invariant, the offending value and the fix.
+
+The CLI maps :class:`EdgeAutoError` subclasses to exit code 2 (bad input) and prints the
+message on one line, with no traceback. :class:`VerificationFailed` maps to exit code 3.
+"""
+
+from __future__ import annotations
+
+
+class EdgeAutoError(Exception):
+    """Base of every error edgeauto raises on purpose."""
+
+    exit_code: int = 2
+
+
+class ConfigError(EdgeAutoError):
+    """A configuration value (CLI flag, YAML field, API argument) is invalid."""
+
+
+class UnknownComponent(ConfigError):
+    """A registry name (device, space, strategy, pruner, runtime) does not exist."""
+
+
+class TableMiss(EdgeAutoError):
+    """A latency table has no entry for a block key."""
+
+
+class BudgetInfeasible(EdgeAutoError):
+    """No architecture of the space can meet the latency budget."""
+
+
+class DatasetError(ConfigError):
+    """A dataset spec points at missing or unusable data."""
+
+
+class ExportError(EdgeAutoError):
+    """An exported artifact failed to convert or disagrees with PyTorch."""
+
+
+class RunnerError(EdgeAutoError):
+    """A runtime or device could not run or time an artifact."""
+
+
+class RunDirError(ConfigError):
+    """The run directory cannot be created, written or resumed."""
+
+
+class VerificationFailed(EdgeAutoError):
+    """The measured latency of the final artifact exceeds the budget beyond tolerance."""
+
+    exit_code = 3

@@ -1,0 +1,172 @@
+"""Measured latency lookup tables: typed keys, statistics and provenance, JSON on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeauto.errors import ConfigError, TableMiss
+from edgeauto.fileio import write_json
+from edgeauto.latency.key import OpKey
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LatencyStat:
+    """Median and 90th percentile of ``runs`` timed runs, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    runs: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStat:
+        """Summarise raw per-run timings."""
+        if not samples_ms:
+            raise ValueError("no timing samples")
+        ordered = sorted(samples_ms)
+        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+        return cls(statistics.median(ordered), p90, len(ordered))
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where and how a table was measured."""
+
+    device: str
+    cpu_model: str
+    runtime: str
+    runtime_version: str
+    threads: int
+    runs: int
+    warmup: int
+    space: str
+    date: str
+    edgeauto_version: str
+
+
+@dataclass
+class LatencyTable:
+    """Maps :class:`OpKey` to :class:`LatencyStat`, plus a measured per-model overhead.
+
+    Each block was timed alone, so its time includes one model invocation's fixed cost;
+    :meth:`block_ms` subtracts the measured ``overhead`` and :meth:`predict_keys` adds it
+    back once per model.
+    """
+
+    provenance: Provenance
+    overhead: LatencyStat | None = None
+    entries: dict[OpKey, LatencyStat] = field(default_factory=dict)
+    path: Path | None = None
+
+    # -- lookups ---------------------------------------------------------------------------
+    def lookup(self, key: OpKey) -> LatencyStat:
+        """The stat of ``key``; a miss raises :class:`TableMiss` naming the fix."""
+        stat = self.entries.get(key)
+        if stat is None:
+            raise TableMiss(self._miss_message(key))
+        return stat
+
+    def overhead_ms(self) -> float:
+        return self.overhead.median_ms if self.overhead else 0.0
+
+    def block_ms(self, key: OpKey) -> float:
+        """Predicted contribution of one block inside a model (overhead removed)."""
+        return max(self.lookup(key).median_ms - self.overhead_ms(), 0.0)
+
+    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+        """Predicted latency of a model made of ``keys``: summed blocks plus one overhead."""
+        return sum(self.block_ms(k) for k in keys) + self.overhead_ms()
+
+    def missing(self, keys: Iterable[OpKey]) -> list[OpKey]:
+        """Keys of ``keys`` without an entry, sorted and de-duplicated."""
+        return sorted({k for k in keys if k not in self.entries})
+
+    def coverage(self, keys: Iterable[OpKey]) -> float:
+        """Fraction of ``keys`` present in the table (1.0 for an empty set)."""
+        keys = set(keys)
+        return 1.0 - len(self.missing(keys)) / len(keys) if keys else 1.0
+
+    def nearest(self, key: OpKey, n: int = 3) -> list[OpKey]:
+        """The ``n`` measured keys most similar to ``key`` (for messages)."""
+        same = [k for k in self.entries if k.kind == key.kind]
+        return sorted(same, key=key.distance)[:n]
+
+    def profile_command(self) -> str:
+        p = self.provenance
+        return f"edgeauto profile --device {p.device} --space {p.space}"
+
+    def _miss_message(self, key: OpKey) -> str:
+        near = "; ".join(k.describe() for k in self.nearest(key)) or "none"
+        where = f" {self.path}" if self.path else ""
+        return (
+            f"latency table{where} ({self.provenance.device}, {self.provenance.runtime}) has no "
+            f"entry for {key.describe()}; nearest measured: {near}; measure it with: "
+            f"{self.profile_command()} (add --input-shape {key.cin},{key.h},{key.w} if the "
+            f"stem input differs)"
+        )
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        ov = asdict(self.overhead) if self.overhead else None
+        items = sorted(self.entries.items())
+        entries = [{"key": k.to_json(), **asdict(s)} for k, s in items]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "provenance": asdict(self.provenance),
+            "overhead": ov,
+            "entries": entries,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Atomically write the table as JSON (to ``path`` or where it was loaded from)."""
+        target = Path(path or self.path or "")
+        if not str(target):
+            raise ConfigError("LatencyTable.save needs a path: the table was not loaded from disk")
+        write_json(target, self.to_json())
+        self.path = target
+        return target
+
+    def sha256(self) -> str:
+        """Content hash of the table (key order independent)."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> LatencyTable:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ConfigError(
+                f"latency table {path}: schema_version must be {SCHEMA_VERSION}, "
+                f"got {data.get('schema_version')!r}; re-run edgeauto profile"
+            )
+        try:
+            prov = Provenance(**data["provenance"])
+            ov = LatencyStat(**data["overhead"]) if data.get("overhead") else None
+            entries = {
+                OpKey.from_json(e["key"]): LatencyStat(e["median_ms"], e["p90_ms"], e["runs"])
+                for e in data["entries"]
+            }
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"latency table {path} is malformed ({exc}); re-run edgeauto profile"
+            ) from None
+        return cls(prov, ov, entries, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Read a table written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(
+                f"latency table {path} does not exist; run edgeauto profile"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"latency table {path} is not valid JSON: {exc}") from None
+        return cls.from_json(data, path)

@@ -1,0 +1,317 @@
+"""``run(config) -> Manifest``: the only orchestrator, as short named stages.
+
+device -> table -> search -> train -> prune to budget -> fine-tune -> export -> parity ->
+measure -> manifest + report. Finished stages are recorded in ``stages.json``; with
+``resume=True`` they are loaded from the run directory instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeauto.compress import PRUNERS, PruningPlan
+from edgeauto.config import RunConfig
+from edgeauto.data import Dataset, load_dataset
+from edgeauto.devices.profile import DeviceProfile, load_profile
+from edgeauto.errors import TableMiss
+from edgeauto.export.onnx import export_onnx
+from edgeauto.export.parity import check_parity
+from edgeauto.fileio import atomic_path, sha256_file, write_text
+from edgeauto.latency.predictor import MeasuringPredictor
+from edgeauto.latency.profiler import (
+    ProfileSettings,
+    check_compatible,
+    fill_table,
+    local_timer,
+    new_table,
+)
+from edgeauto.latency.store import load_if_exists, table_path
+from edgeauto.latency.table import LatencyStat, LatencyTable
+from edgeauto.manifest import Manifest
+from edgeauto.progress import NullReporter, Reporter
+from edgeauto.report import write_report
+from edgeauto.rundir import RunDir
+from edgeauto.runtimes import RUNTIMES, get_runtime, time_calls
+from edgeauto.search import STRATEGIES, SearchProblem
+from edgeauto.spaces import SearchSpace, get_space
+from edgeauto.spaces.base import Arch
+from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.version import __version__
+
+
+@dataclass
+class Context:
+    """State shared by the stages of one run."""
+
+    cfg: RunConfig
+    rd: RunDir
+    reporter: Reporter
+    profile: DeviceProfile
+    data: Dataset
+    space: SearchSpace
+    table: LatencyTable
+    predictor: MeasuringPredictor
+
+    def latency_of(self, model: nn.Module) -> float:
+        return self.predictor.predict_keys(model.op_keys(self.data.input_shape[1:]))
+
+    def resumed(self, stage: str) -> dict[str, Any] | None:
+        return self.rd.stages().get(stage) if self.cfg.resume else None
+
+
+def open_table(
+    profile: DeviceProfile, space: SearchSpace, reporter: Reporter, root: Path | None = None
+) -> tuple[LatencyTable, MeasuringPredictor]:
+    """Load the device's table for ``space``, measuring missing keys when the device is local."""
+    path = table_path(profile, space.name, root)
+    timer = local_timer(profile, ProfileSettings()) if profile.connection.kind == "local" else None
+    table = load_if_exists(path)
+    if table is None:
+        if timer is None:
+            raise TableMiss(
+                f"no latency table for {profile.name} ({profile.runtime}) at {path}; build it with "
+                f"edgeauto profile --device {profile.name} --space {space.name}"
+            )
+        table = new_table(profile, timer.runtime, space.name, timer.settings)
+        table.path = path
+    check_compatible(table, profile, timer.runtime if timer else get_runtime(profile.runtime))
+    missing = table.missing(space.all_keys())
+    if missing and timer is not None:
+        desc = f"profiling {len(missing)} blocks on {profile.name} ({profile.runtime})"
+        with reporter.task(desc, len(missing)) as task:
+            fill_table(table, missing, timer, lambda d, t, _k: task.update(d, t))
+    return table, MeasuringPredictor(table, timer)
+
+
+def setup(cfg: RunConfig, reporter: Reporter) -> Context:
+    """Validate inputs in the order a user would fix them, then open data, space and table."""
+    STRATEGIES.get(cfg.strategy), PRUNERS.get(cfg.pruner)  # unknown names fail fast
+    profile = load_profile(cfg.device)
+    rd = RunDir(cfg.out)
+    if not cfg.resume:
+        for name in ("stages.json", "trials.jsonl"):
+            rd.path(name).unlink(missing_ok=True)
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    space = get_space(cfg.space, data.input_shape, data.num_classes)
+    root = Path(cfg.tables) if cfg.tables else None
+    table, predictor = open_table(profile, space, reporter, root)
+    rd.write_json("config.json", cfg.to_json())
+    return Context(cfg, rd, reporter, profile, data, space, table, predictor)
+
+
+def search_stage(ctx: Context) -> Arch:
+    """Search the space for the most accurate arch within ``budget x headroom``."""
+    if done := ctx.resumed("search"):
+        return Arch.from_json(done["arch"])
+    cfg, data = ctx.cfg, ctx.data
+    proxy = TrainConfig(epochs=cfg.search_epochs, max_batches=cfg.search_batches)
+
+    def evaluate(arch: Arch) -> float:
+        model = fit(ctx.space.build(arch), data, proxy, cfg.seed)
+        return accuracy(model, data.x_val, data.y_val)
+
+    problem = SearchProblem(
+        ctx.space, ctx.predictor, cfg.latency_ms * cfg.search_headroom, evaluate,
+        trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name,
+    )  # fmt: skip
+    problem.check_feasible(cfg.latency_ms)
+    strategy = STRATEGIES.get(cfg.strategy)(problem)
+    with ctx.reporter.task(f"search ({cfg.strategy}, {cfg.trials} trials)", cfg.trials) as task:
+
+        def on_trial(trial):
+            ctx.rd.append_jsonl("trials.jsonl", trial.to_json())
+            task.update(trial.number + 1, cfg.trials)
+
+        best = strategy.search(on_trial).best
+    ctx.rd.record(
+        "search",
+        {"arch": best.arch.to_json(), "accuracy": best.accuracy, "predicted_ms": best.predicted_ms},
+    )
+    return best.arch
+
+
+def _train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> float:
+    """Train ``model`` for ``epochs`` (or load the checkpoint when resuming); val accuracy."""
+    ckpt = ctx.rd.path(f"checkpoints/{stage}.pt")
+    if (done := ctx.resumed(stage)) and ckpt.exists():
+        model.load_state_dict(torch.load(ckpt, weights_only=True))
+        return float(done["accuracy"])
+    if epochs > 0:
+        total = epochs * -(-len(ctx.data.x_train) // TrainConfig.batch_size)
+        with ctx.reporter.task(f"{stage} ({epochs} epochs)", total) as task:
+            fit(model, ctx.data, TrainConfig(epochs=epochs), ctx.cfg.seed, task.update)
+    acc = accuracy(model, ctx.data.x_val, ctx.data.y_val)
+    with atomic_path(ckpt) as tmp:
+        torch.save(model.state_dict(), tmp)
+    ctx.rd.record(stage, {"accuracy": acc})
+    return acc
+
+
+def prune_stage(ctx: Context, model: nn.Module) -> PruningPlan:
+    """Prune ``model`` in place until its predicted latency meets the budget."""
+    shape = ctx.data.input_shape
+    if done := ctx.resumed("prune"):
+        plan = PruningPlan.from_json(done["plan"])
+        plan.apply(model, shape)
+        return plan
+    pruner = PRUNERS.get(ctx.cfg.pruner)()
+    with ctx.reporter.task(f"pruning ({ctx.cfg.pruner}) to {ctx.cfg.latency_ms:g} ms", 1) as task:
+        plan = pruner.prune_to_budget(model, shape, ctx.latency_of, ctx.cfg.latency_ms)
+        task.update(1, 1)
+    ctx.rd.record("prune", {"plan": plan.to_json()})
+    return plan
+
+
+def export_stage(ctx: Context, model: nn.Module) -> tuple[dict[str, Path], dict[str, Any]]:
+    """ONNX, then each runtime's artifact; every artifact must match PyTorch on val inputs."""
+    shape = ctx.data.input_shape
+    artifacts: dict[str, Path] = {}
+    parity: dict[str, Any] = {}
+    with ctx.reporter.task("export and parity", len(RUNTIMES.names())) as task:
+        onnx_path = export_onnx(model, shape, ctx.rd.path("model.onnx"))
+        for i, name in enumerate(RUNTIMES.names(), 1):
+            rt = get_runtime(name)
+            artifacts[name] = rt.from_onnx(onnx_path, ctx.rd.path(f"model{rt.suffix}"))
+            samples = ctx.data.x_val[: ctx.cfg.parity_samples]
+            parity[name] = dataclasses.asdict(check_parity(model, rt, artifacts[name], samples))
+            task.update(i, len(RUNTIMES.names()))
+    return artifacts, parity
+
+
+def measure_stage(
+    ctx: Context, model: nn.Module, artifacts: dict[str, Path]
+) -> dict[str, LatencyStat]:
+    """Time every artifact with its real runtime, and the model in PyTorch eager (batch 1)."""
+    runs, threads = ctx.cfg.measure_runs, ctx.profile.threads
+    stats: dict[str, LatencyStat] = {}
+    with ctx.reporter.task(f"measuring on {ctx.profile.name}", len(artifacts) + 1) as task:
+        for i, (name, path) in enumerate(artifacts.items(), 1):
+            stats[name] = get_runtime(name).measure(path, threads, runs, warmup=max(20, runs // 4))
+            task.update(i, len(artifacts) + 1)
+        stats["torch_eager"] = measure_torch(model, ctx.data.input_shape, threads, runs)
+        task.update(len(artifacts) + 1, len(artifacts) + 1)
+    return stats
+
+
+def measure_torch(model: nn.Module, shape: tuple[int, ...], threads: int, runs: int) -> LatencyStat:
+    """PyTorch eager latency at batch 1 with ``threads`` intra-op threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    x = torch.randn(1, *shape)
+    try:
+        with torch.inference_mode():
+            return time_calls(lambda: model(x), runs, warmup=max(20, runs // 4))
+    finally:
+        torch.set_num_threads(old)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
+
+    names = (
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "ai-edge-litert",
+        "tensorflow-cpu",
+        "onnx2tf",
+        "torch-pruning",
+    )
+    out = {"python": platform.python_version(), "edgeauto": __version__}
+    for n in names:
+        try:
+            out[n] = md.version(n)
+        except md.PackageNotFoundError:
+            out[n] = "missing"
+    return out
+
+
+def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat]) -> dict[str, Any]:
+    measured = stats[ctx.profile.runtime].median_ms
+    per_runtime: dict[str, float] = {}
+    for name, st in stats.items():
+        per_runtime[f"{name}_ms"] = st.median_ms
+        per_runtime[f"{name}_p90_ms"] = st.p90_ms
+    limit = ctx.cfg.latency_ms * (1 + ctx.cfg.tolerance)
+    return {
+        "predicted_ms": predicted, "measured_ms": measured, "measured": per_runtime,
+        "runtime": ctx.profile.runtime, "threads": ctx.profile.threads, "runs": ctx.cfg.measure_runs,
+        "prediction_error": (predicted - measured) / measured, "within_budget": measured <= limit,
+    }  # fmt: skip
+
+
+def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
+    """Assemble ``manifest.json`` from the stage results and write it atomically."""
+    cfg, data, rd = ctx.cfg, ctx.data, ctx.rd
+    table_copy = rd.write_json("table.json", ctx.table.to_json())
+    doc = {
+        "edgeauto_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "config": cfg.to_json(),
+        "device": {"name": ctx.profile.name, "runtime": ctx.profile.runtime, "threads": ctx.profile.threads,
+                   "connection": ctx.profile.connection.kind, "cpu": ctx.table.provenance.cpu_model},
+        "budget": {"latency_ms": cfg.latency_ms, "tolerance": cfg.tolerance},
+        "dataset": {"name": data.name, "input_shape": list(data.input_shape), "classes": data.classes,
+                    "train": len(data.x_train), "val": len(data.x_val), "seed": cfg.seed},
+        "space": ctx.space.name,
+        "arch": results["arch"].to_json(),
+        "search": results["search"],
+        "pruning": results["plan"].to_json(),
+        "accuracy": results["accuracy"],
+        "latency": _latency_json(ctx, results["predicted_ms"], results["stats"]),
+        "parity": results["parity"],
+        "artifacts": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in results["files"].items()},
+        "table": {"path": str(ctx.table.path), "copy": str(table_copy), "sha256": ctx.table.sha256(),
+                  "entries": len(ctx.table.entries), "measured_on_demand": ctx.predictor.measured_on_demand},
+        "versions": _versions(),
+    }  # fmt: skip
+    path = rd.write_json("manifest.json", doc)
+    return Manifest(doc, path)
+
+
+def _write_extras(ctx: Context) -> dict[str, Path]:
+    """labels.txt and preprocess.json, so the artifacts can be used without this package."""
+    write_text(ctx.rd.path("labels.txt"), "\n".join(ctx.data.classes) + "\n")
+    pre = {"input_shape_nchw": [1, *ctx.data.input_shape], "scale": "pixel / max (mnist 255, digits 16)",
+           "range": [0.0, 1.0], "tflite_layout": "NHWC", "onnx_layout": "NCHW", "dtype": "float32"}  # fmt: skip
+    ctx.rd.write_json("preprocess.json", pre)
+    return {"labels": ctx.rd.path("labels.txt"), "preprocess": ctx.rd.path("preprocess.json")}
+
+
+def run(
+    config: RunConfig | None = None, reporter: Reporter | None = None, **overrides: Any
+) -> Manifest:
+    """Search, compress, export and verify one model; returns the written :class:`Manifest`.
+
+    Example:
+        >>> m = edgeauto.run(device="host", latency_ms=0.2, dataset="digits", space="fbnet-micro")
+        >>> m.accuracy, m.predicted_ms, m.measured_ms
+    """
+    cfg = dataclasses.replace(config or RunConfig(), **overrides)
+    ctx = setup(cfg, reporter or NullReporter())
+    arch = search_stage(ctx)
+    model = ctx.space.build(arch)
+    acc_trained = _train_stage(ctx, model, "train", cfg.epochs)
+    plan = prune_stage(ctx, model)
+    acc = _train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
+    artifacts, parity = export_stage(ctx, model)
+    stats = measure_stage(ctx, model, artifacts)
+    files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"], **_write_extras(ctx)}
+    files["checkpoint"] = ctx.rd.path("checkpoints/finetune.pt")
+    results = {
+        "arch": arch, "plan": plan, "parity": parity, "stats": stats, "files": files,
+        "search": ctx.rd.stages()["search"],
+        "accuracy": {"val": acc, "val_before_pruning": acc_trained},
+        "predicted_ms": ctx.latency_of(model),
+    }  # fmt: skip
+    manifest = build_manifest(ctx, results)
+    write_report(ctx.rd.path("report.md"), manifest)
+    return manifest

@@ -1,0 +1,70 @@
+"""``report.md``: the run in one page, written from the manifest alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeauto.fileio import write_text
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}"
+
+
+def latency_rows(lat: dict[str, Any]) -> list[str]:
+    """Predicted vs measured, one row per runtime (and PyTorch eager)."""
+    rows = [_row("runtime", "median ms", "p90 ms"), _row("---", "---:", "---:")]
+    rows.append(_row(f"predicted ({lat['runtime']}, table)", _fmt(lat["predicted_ms"]), ""))
+    measured = lat["measured"]
+    for key in sorted(k for k in measured if k.endswith("_ms") and not k.endswith("_p90_ms")):
+        name = key[: -len("_ms")]
+        rows.append(_row(name, _fmt(measured[key]), _fmt(measured[f"{name}_p90_ms"])))
+    return rows
+
+
+def render(m: dict[str, Any]) -> str:
+    """Markdown text of the report."""
+    lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
+    verdict = "within" if lat["within_budget"] else "OVER"
+    lines = [
+        f"# edgeauto run on {m['device']['name']}",
+        "",
+        f"- dataset: {m['dataset']['name']} {m['dataset']['input_shape']} "
+        f"({m['dataset']['train']} train / {m['dataset']['val']} val)",
+        f"- space: {m['space']}; arch: `{_arch(m['arch'])}`",
+        f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads "
+        f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
+        f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
+        f"- prediction error: {lat['prediction_error']:+.1%} of measured",
+        f"- pruning: {len(m['pruning']['ops'])} ops in {len(m['pruning']['steps']) - 1} steps "
+        f"({m['pruning']['criterion']})",
+        "",
+        "## Latency (batch 1)",
+        "",
+        *latency_rows(lat),
+        "",
+        "## Artifacts",
+        "",
+        *[f"- {k}: `{v['path']}` (sha256 {v['sha256'][:12]}…)" for k, v in m["artifacts"].items()],
+        "",
+        f"Table: `{m['table']['path']}` ({m['table']['entries']} entries, "
+        f"{m['table']['measured_on_demand']} measured during this run).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _arch(arch: dict[str, Any]) -> str:
+    return " ".join(
+        f"{w}:[{','.join(layers)}]" for w, layers in zip(arch["widths"], arch["layers"])
+    )
+
+
+def write_report(path: Path, manifest: Any) -> Path:
+    """Write ``report.md`` for ``manifest`` (a :class:`Manifest`) atomically."""
+    write_text(path, render(manifest.data))
+    return path

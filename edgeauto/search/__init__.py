@@ -1,0 +1,13 @@
+"""Search strategies, registered by name."""
+
+from edgeauto.search import baselines as _baselines  # noqa: F401  (registers strategies)
+from edgeauto.search.base import (
+    STRATEGIES,
+    SearchProblem,
+    SearchResult,
+    Strategy,
+    Trial,
+    list_strategies,
+)  # fmt: skip
+
+__all__ = ["STRATEGIES", "SearchProblem", "SearchResult", "Strategy", "Trial", "list_strategies"]

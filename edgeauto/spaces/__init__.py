@@ -1,0 +1,58 @@
+"""Search spaces, registered by name. ``get_space(name, input_shape, num_classes)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edgeauto.registry import Registry
+from edgeauto.spaces.base import SKIP, Arch, Choice, SearchSpace
+from edgeauto.spaces.layerwise import LayerwiseSpace, SpaceConfig, StageSpec
+
+SpaceFactory = Callable[[tuple[int, int, int], int], SearchSpace]
+SPACES: Registry[SpaceFactory] = Registry("search space")
+
+_BLOCKS = tuple(Choice(k, e) for k in (3, 5) for e in (1, 3, 6))
+
+FBNET_LITE = SpaceConfig(
+    stem_width=8,
+    stages=(
+        StageSpec(widths=(8, 16), layers=2, stride=1),
+        StageSpec(widths=(16, 24, 32), layers=2, stride=2),
+        StageSpec(widths=(32, 48, 64), layers=2, stride=2),
+    ),
+    choices=(*_BLOCKS, SKIP),
+)
+# A deliberately tiny space for tests and quick demos: 21 keys, profiled in seconds.
+FBNET_MICRO = SpaceConfig(
+    stem_width=8,
+    stages=(StageSpec((8, 16), 1, 1), StageSpec((16, 24), 1, 2)),
+    choices=(Choice(3, 1), Choice(3, 3), Choice(5, 3)),
+)
+
+
+def _factory(name: str, config: SpaceConfig) -> SpaceFactory:
+    def make(input_shape: tuple[int, int, int], num_classes: int) -> SearchSpace:
+        return LayerwiseSpace(name, config, input_shape, num_classes)
+
+    make.__doc__ = f"Layer-wise space {name!r}."
+    return make
+
+
+SPACES.register("fbnet-lite")(_factory("fbnet-lite", FBNET_LITE))
+SPACES.register("fbnet-micro")(_factory("fbnet-micro", FBNET_MICRO))
+
+
+def get_space(name: str, input_shape: tuple[int, int, int], num_classes: int) -> SearchSpace:
+    """Instantiate the registered space ``name`` for the given data shape."""
+    return SPACES.get(name)(input_shape, num_classes)
+
+
+def list_spaces() -> list[str]:
+    """Names of the registered search spaces."""
+    return SPACES.names()
+
+
+__all__ = [
+    "SKIP", "SPACES", "Arch", "Choice", "LayerwiseSpace", "SearchSpace", "SpaceConfig",
+    "StageSpec", "get_space", "list_spaces",
+]  # fmt: skip

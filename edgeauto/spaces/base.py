@@ -1,0 +1,136 @@
+"""Search-space nouns: :class:`Choice`, :class:`Arch` and the :class:`SearchSpace` role."""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from edgeauto.errors import ConfigError
+from edgeauto.latency.key import OpKey
+
+Cost = Callable[[OpKey], float]
+
+
+@dataclass(frozen=True, order=True)
+class Choice:
+    """One candidate block of a searchable layer: an inverted residual or ``skip``.
+
+    ``skip`` is ``Choice(0, 0)``; its name round-trips through :meth:`parse`.
+    """
+
+    kernel: int
+    expansion: int
+
+    @property
+    def is_skip(self) -> bool:
+        return self.kernel == 0
+
+    @property
+    def name(self) -> str:
+        return "skip" if self.is_skip else f"k{self.kernel}_e{self.expansion}"
+
+    @classmethod
+    def parse(cls, name: str) -> Choice:
+        """Parse ``'k3_e6'`` or ``'skip'``; anything else raises :class:`ConfigError`."""
+        if name == "skip":
+            return SKIP
+        try:
+            k, e = name.split("_")
+            if k[0] != "k" or e[0] != "e":
+                raise ValueError(name)
+            return cls(int(k[1:]), int(e[1:]))
+        except (ValueError, IndexError):
+            raise ConfigError(
+                f"block choice {name!r} is not of the form 'k<kernel>_e<expansion>' or 'skip'"
+            ) from None
+
+
+SKIP = Choice(0, 0)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """An architecture: one width per stage and one :class:`Choice` per layer.
+
+    Plain, hashable data with a JSON round trip.
+
+    Example:
+        >>> a = Arch((8, 16), ((Choice(3, 1),), (Choice(5, 3),)))
+        >>> Arch.from_json(a.to_json()) == a
+        True
+    """
+
+    widths: tuple[int, ...]
+    layers: tuple[tuple[Choice, ...], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"widths": list(self.widths), "layers": [[c.name for c in st] for st in self.layers]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Arch:
+        """Inverse of :meth:`to_json`; malformed input raises :class:`ConfigError`."""
+        try:
+            widths = tuple(int(w) for w in data["widths"])
+            layers = tuple(tuple(Choice.parse(n) for n in st) for st in data["layers"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"arch JSON must have 'widths' and 'layers' lists: {exc}") from None
+        return cls(widths, layers)
+
+    def describe(self) -> str:
+        stages = (
+            f"{w}:[{','.join(c.name for c in st)}]" for w, st in zip(self.widths, self.layers)
+        )
+        return " ".join(stages)
+
+
+class SearchSpace(abc.ABC):
+    """The only code that knows a network's structure.
+
+    Subclasses build modules from :class:`Arch` values and list each block's :class:`OpKey`.
+    """
+
+    name: str = "abstract"
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    @abc.abstractmethod
+    def sample(self, rng: random.Random) -> Arch:
+        """A uniformly random valid architecture."""
+
+    @abc.abstractmethod
+    def mutate(self, arch: Arch, rng: random.Random) -> Arch:
+        """A neighbour of ``arch`` that differs in one decision."""
+
+    @abc.abstractmethod
+    def validate(self, arch: Arch) -> None:
+        """Raise :class:`ConfigError` if ``arch`` is not a member of this space."""
+
+    @abc.abstractmethod
+    def blocks(self, arch: Arch) -> list[OpKey]:
+        """The keys of every block of ``arch``, in forward order (skips contribute none)."""
+
+    @abc.abstractmethod
+    def build(self, arch: Arch) -> nn.Module:
+        """A freshly initialised ``nn.Module`` for ``arch``."""
+
+    @abc.abstractmethod
+    def all_keys(self) -> set[OpKey]:
+        """Every key any architecture of the space can produce (what a profiler measures)."""
+
+    @abc.abstractmethod
+    def cheapest(self, cost: Cost) -> Arch:
+        """The architecture with the smallest summed ``cost`` over its blocks (exact)."""
+
+    def cost(self, arch: Arch, cost: Cost) -> float:
+        """Sum of ``cost`` over the blocks of ``arch``."""
+        return sum(cost(k) for k in self.blocks(arch))
+
+
+def check_keys(keys: Iterable[OpKey]) -> list[OpKey]:
+    """Sorted, de-duplicated list of keys (stable order for profiling and files)."""
+    return sorted(set(keys))
