@@ -55,7 +55,7 @@ def run(
     ] = "mnist5k",
     out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/default",
     seed: Annotated[int, typer.Option(help="Seed for split, search and training.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 3,
+    epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
     space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
     strategy: Annotated[str, typer.Option(help="Search strategy name.")] = "random",
     pruner: Annotated[str, typer.Option(help="Pruning criterion name.")] = "l1",

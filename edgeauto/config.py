@@ -29,14 +29,14 @@ class RunConfig:
     dataset: str = "mnist5k"
     out: str = "runs/default"
     seed: int = 0
-    epochs: int = 3
+    epochs: int = 5
     space: str = "fbnet-lite"
     strategy: str = "random"
     pruner: str = "l1"
     trials: int = 6
     search_epochs: int = 1
-    search_batches: int = 40
-    finetune_epochs: int = 1
+    search_batches: int = 60
+    finetune_epochs: int = 2
     search_headroom: float = 1.25
     tolerance: float = 0.10
     parity_samples: int = 32

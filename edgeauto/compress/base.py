@@ -86,12 +86,17 @@ class PruneConfig:
 
     step_ratio: float = 0.1
     max_steps: int = 30
+    # Keep channel counts multiples of this: XNNPACK's kernels run odd widths slower, so an
+    # unrounded step can make a model *slower* (measured: 0.056 -> 0.087 ms on the host).
+    round_to: int | None = 4
 
     def __post_init__(self) -> None:
         if not 0.0 < self.step_ratio < 1.0:
             raise ConfigError(f"step_ratio must be in (0, 1), got {self.step_ratio}")
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.round_to is not None and self.round_to < 1:
+            raise ConfigError(f"round_to must be >= 1 or None, got {self.round_to}")
 
 
 class Pruner(abc.ABC):
@@ -133,7 +138,7 @@ class Pruner(abc.ABC):
         ignored = [m for m in model.modules() if isinstance(m, nn.Linear)]  # keep the classes
         pruner = tp.pruner.MetaPruner(
             model, example, importance=self.importance(), pruning_ratio=self.config.step_ratio,
-            ignored_layers=ignored,
+            ignored_layers=ignored, round_to=self.config.round_to,
         )  # fmt: skip
         model.eval()
         with torch.no_grad():
