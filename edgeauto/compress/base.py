@@ -51,6 +51,8 @@ class PruningPlan:
     budget_ms: float
     ops: list[PruneOp] = field(default_factory=list)
     steps: list[PruneStep] = field(default_factory=list)
+    # (target_ms, measured_ms) whenever a measurement of the whole model sent pruning on
+    calibrations: list[tuple[float, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class PruningPlan:
             "budget_ms": self.budget_ms,
             "ops": [op.to_json() for op in self.ops],
             "steps": [vars(s) for s in self.steps],
+            "calibrations": [{"target_ms": t, "measured_ms": m} for t, m in self.calibrations],
         }
 
     @classmethod
@@ -67,7 +70,11 @@ class PruningPlan:
                 PruneOp(o["module"], bool(o["out_channels"]), tuple(o["idxs"])) for o in data["ops"]
             ]
             steps = [PruneStep(**s) for s in data.get("steps", [])]
-            return cls(data["criterion"], float(data["budget_ms"]), ops, steps)
+            cal = [
+                (float(c["target_ms"]), float(c["measured_ms"]))
+                for c in data.get("calibrations", [])
+            ]
+            return cls(data["criterion"], float(data["budget_ms"]), ops, steps, cal)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"pruning plan JSON is malformed: missing {exc}") from None
 

@@ -35,7 +35,9 @@ class MacsLatency:
         return sum(self.block_ms(k) for k in keys) + 1e-3  # type: ignore[attr-defined]
 
 
-def check_space(name: str, input_shape: tuple[int, int, int] = (1, 12, 12), classes: int = 3) -> None:
+def check_space(
+    name: str, input_shape: tuple[int, int, int] = (1, 12, 12), classes: int = 3
+) -> None:
     """Keys of the arch equal the built model's keys; JSON round trip; mutation stays valid."""
     space = get_space(name, input_shape, classes)
     rng = random.Random(0)
@@ -56,7 +58,9 @@ def check_space(name: str, input_shape: tuple[int, int, int] = (1, 12, 12), clas
 def _problem(budget: float, seed: int = 0) -> SearchProblem:
     space = get_space("fbnet-micro", (1, 8, 8), 3)
     lat = MacsLatency()
-    return SearchProblem(space, lat, budget, lambda a: 1.0 / (1.0 + lat.predict_keys(space.blocks(a))), 4, seed)
+    return SearchProblem(
+        space, lat, budget, lambda a: 1.0 / (1.0 + lat.predict_keys(space.blocks(a))), 4, seed
+    )
 
 
 def check_strategy(name: str) -> None:
