@@ -9,6 +9,7 @@ import abc
 import importlib.metadata
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +55,25 @@ class Runtime(abc.ABC):
     def load(self, path: Path, threads: int) -> Session:
         """Load an artifact for inference with ``threads`` threads."""
 
-    def measure(self, path: Path, threads: int, runs: int, warmup: int) -> LatencyStat:
-        """Median/p90 of ``runs`` batch-1 inferences on random input after ``warmup`` runs."""
-        session = self.load(path, threads)
-        x = np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32)
-        native = session.prepare(x)
-        return time_calls(lambda: session.run_native(native), runs, warmup)
+    def measure(
+        self, path: Path, threads: int, runs: int, warmup: int, rounds: int = 1
+    ) -> LatencyStat:
+        """Median/p90 of batch-1 inferences on random input, pooled over ``rounds`` sessions.
+
+        Each round loads a fresh session and times ``runs`` runs after ``warmup``. Pooling
+        rounds matters for blocks of ~10 us: one session's memory layout can sit 20% off.
+        """
+        samples: list[float] = []
+        for _ in range(rounds):
+            session = self.load(path, threads)
+            x = np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32)
+            native = session.prepare(x)
+            samples += sample_calls(partial(session.run_native, native), runs, warmup)
+        return LatencyStat.from_samples(samples)
 
 
-def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> LatencyStat:
-    """Time ``fn()`` ``runs`` times after ``warmup`` untimed calls."""
+def sample_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of ``fn()`` after ``warmup`` untimed calls."""
     if runs < 1 or warmup < 0:
         raise RunnerError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
     for _ in range(warmup):
@@ -73,7 +83,12 @@ def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> LatencyStat:
         t0 = time.perf_counter_ns()
         fn()
         samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return LatencyStat.from_samples(samples)
+    return samples
+
+
+def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> LatencyStat:
+    """Median/p90 of ``runs`` calls of ``fn()`` after ``warmup`` untimed calls."""
+    return LatencyStat.from_samples(sample_calls(fn, runs, warmup))
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")

@@ -30,16 +30,19 @@ SAVE_EVERY = 8
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """How to time: runs and warm-up runs per key."""
+    """How to time: runs and warm-up runs per session, sessions (rounds) per key."""
 
-    runs: int = 50
-    warmup: int = 20
+    runs: int = 100
+    warmup: int = 30
+    rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.runs < 30:
             raise ConfigError(f"runs must be >= 30 for a stable median and p90, got {self.runs}")
         if self.warmup < 1:
             raise ConfigError(f"warmup must be >= 1, got {self.warmup}")
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
 
 
 class BlockTimer:
@@ -55,7 +58,7 @@ class BlockTimer:
         onnx_path = export_onnx(module.eval(), input_shape, work / "block.onnx")
         artifact = self.runtime.from_onnx(onnx_path, work / f"block{self.runtime.suffix}")
         s = self.settings
-        return self.runtime.measure(artifact, self.threads, s.runs, s.warmup)
+        return self.runtime.measure(artifact, self.threads, s.runs, s.warmup, s.rounds)
 
     def time_key(self, key: OpKey) -> LatencyStat:
         return self.time_module(block_for_key(key), (key.cin, key.h, key.w))
@@ -85,7 +88,7 @@ def new_table(
     prov = Provenance(
         device=profile.name, cpu_model=cpu_model() if profile.connection.kind == "local" else profile.spec.cpu,
         runtime=runtime.name, runtime_version=runtime.version(), threads=profile.threads,
-        runs=s.runs, warmup=s.warmup, space=space,
+        runs=s.runs * s.rounds, warmup=s.warmup, space=space,
         date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), edgeauto_version=__version__,
     )  # fmt: skip
     return LatencyTable(prov)
