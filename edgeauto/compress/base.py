@@ -124,12 +124,17 @@ class Pruner(abc.ABC):
         input_shape: tuple[int, ...],
         latency_of: LatencyOf,
         budget_ms: float,
+        plan: PruningPlan | None = None,
     ) -> PruningPlan:
-        """Prune ``model`` in place until ``latency_of(model) <= budget_ms`` or no step helps."""
-        plan = PruningPlan(self.name, budget_ms)
+        """Prune ``model`` in place until ``latency_of(model) <= budget_ms`` or nothing is left.
+
+        Pass the ``plan`` of an earlier call to continue it (its ops and steps are extended).
+        """
+        plan = plan or PruningPlan(self.name, budget_ms)
         ms = latency_of(model)
-        plan.steps.append(PruneStep(0, ms, count_params(model)))
-        for step in range(1, self.config.max_steps + 1):
+        if not plan.steps:
+            plan.steps.append(PruneStep(0, ms, count_params(model)))
+        for _ in range(self.config.max_steps):
             if ms <= budget_ms:
                 break
             ops = self._step(model, input_shape)
@@ -137,14 +142,26 @@ class Pruner(abc.ABC):
                 break
             plan.ops.extend(ops)
             ms = latency_of(model)
-            plan.steps.append(PruneStep(step, ms, count_params(model)))
+            plan.steps.append(PruneStep(len(plan.steps), ms, count_params(model)))
         return plan
 
     def _step(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[PruneOp]:
+        """One step; the ratio doubles while rounding leaves a step with nothing to prune."""
+        ratio = self.config.step_ratio
+        while ratio < 1.0:
+            ops = self._step_at(model, input_shape, ratio)
+            if ops:
+                return ops
+            ratio *= 2  # narrow layers: 10% of 8 channels rounds to 0 at round_to=4
+        return []
+
+    def _step_at(
+        self, model: nn.Module, input_shape: tuple[int, ...], ratio: float
+    ) -> list[PruneOp]:
         example = torch.zeros(1, *input_shape)
         ignored = [m for m in model.modules() if isinstance(m, nn.Linear)]  # keep the classes
         pruner = tp.pruner.MetaPruner(
-            model, example, importance=self.importance(), pruning_ratio=self.config.step_ratio,
+            model, example, importance=self.importance(), pruning_ratio=ratio,
             ignored_layers=ignored, round_to=self.config.round_to,
         )  # fmt: skip
         model.eval()
