@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 
 def _fail(exc: EdgeAutoError) -> None:
-    err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+    err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -144,7 +144,7 @@ def devices_show(name: Annotated[str, typer.Argument(help="Profile name or YAML 
     typer.echo(
         yaml.safe_dump(p.model_dump(mode="json", exclude={"source"}), sort_keys=False), nl=False
     )
-    out.print(f"# source: {p.source}")
+    typer.echo(f"# source: {p.source}")
 
 
 @app.command()

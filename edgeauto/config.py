@@ -55,6 +55,8 @@ class RunConfig:
             "measure_runs",
         ):
             _positive(name, getattr(self, name), integer=True)
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}; fix --seed")
         if self.search_headroom < 1.0:
             raise ConfigError(f"search_headroom must be >= 1.0, got {self.search_headroom}")
         if not 0.0 <= self.tolerance < 10.0:

@@ -1,4 +1,4 @@
-"""The run directory: atomic files, a stage record for resume, and a lock against two writers."""
+"""The run directory: atomic files and a stage record for resume."""
 
 from __future__ import annotations
 
@@ -35,7 +35,12 @@ class RunDir:
     def stages(self) -> dict[str, Any]:
         """Finished stages and what each recorded."""
         p = self.path("stages.json")
-        return json.loads(p.read_text()) if p.exists() else {}
+        try:
+            return json.loads(p.read_text()) if p.exists() else {}
+        except json.JSONDecodeError:
+            raise RunDirError(
+                f"{p} is corrupt; delete it to rerun every stage, or drop --resume"
+            ) from None
 
     def done(self, stage: str) -> bool:
         return stage in self.stages()

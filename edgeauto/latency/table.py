@@ -126,9 +126,9 @@ class LatencyTable:
 
     def save(self, path: str | Path | None = None) -> Path:
         """Atomically write the table as JSON (to ``path`` or where it was loaded from)."""
-        target = Path(path or self.path or "")
-        if not str(target):
+        if path is None and self.path is None:
             raise ConfigError("LatencyTable.save needs a path: the table was not loaded from disk")
+        target = Path(path or self.path)  # type: ignore[arg-type]
         write_json(target, self.to_json())
         self.path = target
         return target

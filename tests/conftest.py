@@ -1,0 +1,80 @@
+"""Shared fixtures: one real latency table for the micro space, digits data, a trained model.
+
+The table is measured once per session with the real LiteRT runtime on this machine (about
+20 s for the 21 keys of ``fbnet-micro`` at the digits shape) and written to a temp folder,
+never to the repository's ``hw_latency/``. Tests that add keys to a table copy it first.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import DIGITS_CLASSES, DIGITS_SHAPE, MICRO, largest_arch, micro_table_path
+
+from edgeauto.data import Dataset, load_dataset
+from edgeauto.devices.profile import DeviceProfile, load_profile
+from edgeauto.latency.table import LatencyTable
+from edgeauto.pipeline import open_table
+from edgeauto.progress import NullReporter
+from edgeauto.spaces import Arch, SearchSpace, get_space
+from edgeauto.spaces.layerwise import LayerwiseSpace
+from edgeauto.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="session")
+def host_profile() -> DeviceProfile:
+    return load_profile("host")
+
+
+@pytest.fixture(scope="session")
+def micro_space() -> LayerwiseSpace:
+    space = get_space(MICRO, DIGITS_SHAPE, DIGITS_CLASSES)
+    assert isinstance(space, LayerwiseSpace)
+    return space
+
+
+@pytest.fixture(scope="session")
+def micro_tables(
+    tmp_path_factory: pytest.TempPathFactory, host_profile: DeviceProfile, micro_space: SearchSpace
+) -> Path:
+    """Root folder of the session's measured table ``<root>/host/litert/fbnet-micro.json``.
+
+    Treat it as read-only; copy it (``tables_copy``) before anything may add keys.
+    """
+    root = tmp_path_factory.mktemp("tables")
+    table, _ = open_table(host_profile, micro_space, NullReporter(), root=root)
+    assert table.path is not None and table.path.is_file()
+    return root
+
+
+@pytest.fixture
+def tables_copy(micro_tables: Path, tmp_path: Path) -> Path:
+    """A private copy of the session table folder (tests may extend or edit it)."""
+    dst = tmp_path / "tables"
+    shutil.copytree(micro_tables, dst)
+    return dst
+
+
+@pytest.fixture
+def micro_table(micro_tables: Path) -> LatencyTable:
+    """The session table, freshly loaded (in memory; do not save it back)."""
+    return LatencyTable.load(micro_table_path(micro_tables))
+
+
+@pytest.fixture(scope="session")
+def digits() -> Dataset:
+    return load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_micro(micro_space: LayerwiseSpace, digits: Dataset) -> tuple[Arch, dict]:
+    """The largest micro arch trained briefly on digits: ``(arch, state_dict)``.
+
+    Build a fresh model with ``micro_space.build(arch)`` and load the state dict, so tests
+    that prune or perturb never share a module.
+    """
+    arch = largest_arch(micro_space)
+    model = fit(micro_space.build(arch), digits, TrainConfig(epochs=4), seed=0)
+    return arch, {k: v.clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,44 @@
+"""Plain helpers shared by the tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from edgeauto.spaces import Arch, SearchSpace
+from edgeauto.spaces.layerwise import LayerwiseSpace
+
+DIGITS_SHAPE = (1, 8, 8)
+DIGITS_CLASSES = 10
+MICRO = "fbnet-micro"
+
+
+def micro_table_path(root: Path, device: str = "host", runtime: str = "litert") -> Path:
+    return root / device / runtime / f"{MICRO}.json"
+
+
+def largest_arch(space: LayerwiseSpace) -> Arch:
+    """Widest stages, and per layer the non-skip choice with the largest kernel and expansion."""
+    cfg = space.config
+    widths = tuple(max(s.widths) for s in cfg.stages)
+    layers = tuple(
+        tuple(max(c for c in space.layer_choices(i, j) if not c.is_skip) for j in range(s.layers))
+        for i, s in enumerate(cfg.stages)
+    )
+    arch = Arch(widths, layers)
+    space.validate(arch)
+    return arch
+
+
+def build_trained(space: SearchSpace, trained: tuple[Arch, dict]) -> torch.nn.Module:
+    arch, state = trained
+    model = space.build(arch)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
+    rng = random.Random(seed)
+    return [space.sample(rng) for _ in range(n)]
