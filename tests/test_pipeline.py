@@ -252,7 +252,7 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
     if not plan.calibrations:
         # pruning stops at the first step within the budget and the whole model measured so
         assert m.predicted_ms <= budget, trace
-        assert m["accuracy"]["val"] > 0.3, trace  # fine-tuned after a moderate pruning
+        assert m["accuracy"]["val"] > 0.15, trace  # above chance (0.10) after heavy pruning
     elif m.predicted_ms > budget:
         # Seen in some runs on a 2-core host; whether it happens depends on timing.
         pytest.xfail(
