@@ -3,7 +3,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.installed
-BUDGET  ?= 0.5
+BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
 .PHONY: install run test lint format bench clean
