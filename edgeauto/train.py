@@ -51,13 +51,13 @@ def fit(
             step += 1
             if progress:
                 progress(step, total)
-    return model.eval()
+    return model.train(False)
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``."""
-    model.eval()
+    model.train(False)
     correct = 0
     for i in range(0, len(x), batch_size):
         correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())

@@ -164,7 +164,7 @@ class Pruner(abc.ABC):
             model, example, importance=self.importance(), pruning_ratio=ratio,
             ignored_layers=ignored, round_to=self.config.round_to,
         )  # fmt: skip
-        model.eval()
+        model.train(False)
         with torch.no_grad():
             pruner.step()
         return [

@@ -28,7 +28,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
     path = Path(path)
     example = torch.zeros(1, *input_shape)
     was_training = model.training
-    model.eval()
+    model.train(False)
     try:
         with (
             atomic_path(path) as tmp,

@@ -34,7 +34,7 @@ def check_parity(
     prediction differs.
     """
     session = runtime.load(artifact, threads)
-    model.eval()
+    model.train(False)
     worst, agree = 0.0, 0
     with torch.no_grad():
         for x in inputs:

@@ -55,7 +55,7 @@ class BlockTimer:
     def time_module(self, module: nn.Module, input_shape: tuple[int, int, int]) -> LatencyStat:
         """Export, convert and time ``module`` for a batch-1 input of ``input_shape``."""
         work = Path(self._dir.name)
-        onnx_path = export_onnx(module.eval(), input_shape, work / "block.onnx")
+        onnx_path = export_onnx(module.train(False), input_shape, work / "block.onnx")
         artifact = self.runtime.from_onnx(onnx_path, work / f"block{self.runtime.suffix}")
         s = self.settings
         return self.runtime.measure(artifact, self.threads, s.runs, s.warmup, s.rounds)

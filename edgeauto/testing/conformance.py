@@ -44,7 +44,7 @@ def check_space(
     all_keys = space.all_keys()
     for _ in range(10):
         arch = space.sample(rng)
-        model = space.build(arch).eval()
+        model = space.build(arch).train(False)
         assert model(torch.zeros(2, *input_shape)).shape == (2, classes), "wrong output shape"
         assert model.op_keys(input_shape[1:]) == space.blocks(arch), "model keys != space.blocks"
         assert set(space.blocks(arch)) <= all_keys, "all_keys misses a key of a sampled arch"
@@ -87,7 +87,7 @@ def check_pruner(name: str) -> None:
     space = get_space("fbnet-micro", (1, 8, 8), 3)
     arch = space.sample(random.Random(1))
     torch.manual_seed(0)
-    model = space.build(arch).eval()
+    model = space.build(arch).train(False)
     before = space.build(arch)
     before.load_state_dict(model.state_dict())
     lat = MacsLatency()
@@ -101,13 +101,13 @@ def check_pruner(name: str) -> None:
     assert plan.ops and plan.steps[-1].params == count_params(model), "plan trace is wrong"
     plan.apply(before, (1, 8, 8))
     x = torch.randn(4, 1, 8, 8)
-    assert torch.allclose(before.eval()(x), model(x), atol=1e-6), "replayed plan differs"
+    assert torch.allclose(before.train(False)(x), model(x), atol=1e-6), "replayed plan differs"
 
 
 def check_runtime(name: str) -> None:
     """The artifact runs, matches PyTorch within 1e-4, and timing returns sane stats."""
     space = get_space("fbnet-micro", (1, 8, 8), 3)
-    model = space.build(space.sample(random.Random(2))).eval()
+    model = space.build(space.sample(random.Random(2))).train(False)
     runtime = get_runtime(name)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, (1, 8, 8), Path(tmp) / "m.onnx")
