@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,8 +129,3 @@ class SearchSpace(abc.ABC):
     def cost(self, arch: Arch, cost: Cost) -> float:
         """Sum of ``cost`` over the blocks of ``arch``."""
         return sum(cost(k) for k in self.blocks(arch))
-
-
-def check_keys(keys: Iterable[OpKey]) -> list[OpKey]:
-    """Sorted, de-duplicated list of keys (stable order for profiling and files)."""
-    return sorted(set(keys))
