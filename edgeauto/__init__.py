@@ -3,7 +3,16 @@
 The public API: :func:`run` and the core nouns. Everything else is an implementation detail.
 """
 
-from edgeauto.compress import PRUNERS, Pruner, PruningPlan, list_pruners
+from edgeauto.compress import (
+    CRITERIA,
+    PRUNERS,
+    Criterion,
+    Pruner,
+    PruneProblem,
+    PruningPlan,
+    list_criteria,
+    list_pruners,
+)
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
@@ -31,7 +40,7 @@ from edgeauto.version import __version__
 list_devices = list_profiles
 
 __all__ = [
-    "PRUNERS", "RUNTIMES", "SPACES", "STRATEGIES", "Arch", "BudgetInfeasible", "Choice",
+    "CRITERIA", "Criterion", "PruneProblem", "list_criteria", "PRUNERS", "RUNTIMES", "SPACES", "STRATEGIES", "Arch", "BudgetInfeasible", "Choice",
     "ConfigError", "Dataset", "DatasetError", "DeviceProfile", "EdgeAutoError", "ExportError",
     "LatencyStat", "LatencyTable", "Manifest", "OpKey", "Provenance", "Pruner", "PruningPlan",
     "RunConfig", "RunDirError", "RunnerError", "Runtime", "SearchProblem", "SearchResult",

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgeauto.cli_lut import lut_app
 from edgeauto.errors import ConfigError, EdgeAutoError
+
+if TYPE_CHECKING:
+    from edgeauto.devices.profile import DeviceProfile
+    from edgeauto.latency.table import LatencyTable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
 app.add_typer(devices_app, name="devices")
+app.add_typer(lut_app, name="lut")
 out = Console()
 err = Console(stderr=True)
 
@@ -58,7 +64,16 @@ def run(
     epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
     space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
     strategy: Annotated[str, typer.Option(help="Search strategy name.")] = "random",
-    pruner: Annotated[str, typer.Option(help="Pruning criterion name.")] = "l1",
+    criterion: Annotated[
+        str,
+        typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+    ] = "l1",
+    allocation: Annotated[
+        str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
+    ] = "netadapt",
+    scratch_baseline: Annotated[
+        bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
+    ] = False,
     trials: Annotated[int, typer.Option(help="Architectures trained during search.")] = 6,
     tolerance: Annotated[
         float, typer.Option(help="Allowed overshoot of the measured latency.")
@@ -76,7 +91,8 @@ def run(
     try:
         cfg = RunConfig(
             device=device, latency_ms=_latency(latency_ms), dataset=dataset, out=out_dir, seed=seed,
-            epochs=epochs, space=space, strategy=strategy, pruner=pruner, trials=trials,
+            epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
+            allocation=allocation, scratch_baseline=scratch_baseline,
             tolerance=tolerance, tables=tables, resume=resume,
         )  # fmt: skip
         manifest = run_pipeline(cfg, RichReporter())
@@ -161,21 +177,67 @@ def profile(
     tables: Annotated[
         str | None, typer.Option(help="Latency tables folder (default hw_latency/).")
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="ssh devices: \\[user@]host\\[:port] instead of the profile's."),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="ssh devices: private key file.")] = None,
+    known_hosts: Annotated[
+        str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
+    ] = None,
 ) -> None:
-    """Time every block of SPACE with the device's real runtime; write or extend its table."""
+    """Time every block of SPACE on DEVICE (local, ssh, adb); write or extend its table."""
+    # Blocks are converted here and timed on the device by its runner. An interrupted run
+    # keeps every finished batch: the same command again measures only what is missing.
     from edgeauto.devices.profile import load_profile
-    from edgeauto.pipeline import open_table
-    from edgeauto.progress import RichReporter
-    from edgeauto.spaces import get_space
 
     try:
-        prof = load_profile(device)
+        prof = _with_overrides(load_profile(device), host, key, known_hosts)
         shape, n = _shape(input_shape, classes, dataset)
-        sp = get_space(space, shape, n)
-        table, _ = open_table(prof, sp, RichReporter(), Path(tables) if tables else None)
+        table = _profile_table(prof, space, shape, n, Path(tables) if tables else None)
     except EdgeAutoError as exc:
         _fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
+
+
+def _with_overrides(
+    prof: DeviceProfile, host: str | None, key: str | None, known_hosts: str | None
+) -> DeviceProfile:
+    """The profile with ``--host/--key/--known-hosts`` applied (ssh devices only)."""
+    from edgeauto.devices.profile import parse_host, with_connection
+
+    given = [f for f, v in (("--host", host), ("--key", key), ("--known-hosts", known_hosts)) if v]
+    if given and prof.connection.kind != "ssh":
+        raise ConfigError(
+            f"only ssh devices take {', '.join(given)}; {prof.name} is reached over "
+            f"{prof.connection.kind}; drop {given[0]} or pick an ssh device"
+        )
+    fields = parse_host(host) if host else {}
+    return with_connection(prof, **fields, key=key, known_hosts=known_hosts)
+
+
+def _profile_table(
+    prof: DeviceProfile, space_name: str, shape: tuple[int, int, int], n: int, root: Path | None
+) -> LatencyTable:
+    """Open or start the device's table and measure the space's missing keys through its runner."""
+    from edgeauto.latency.profiler import ProfileSettings, fill_table, make_timer, open_device_table
+    from edgeauto.progress import RichReporter
+    from edgeauto.spaces import get_space
+
+    sp = get_space(space_name, shape, n)
+    timer = make_timer(prof, ProfileSettings())
+    try:
+        table = open_device_table(prof, sp.name, timer, root)
+        missing = table.missing(sp.all_keys())
+        if missing or table.overhead is None:
+            timer.runner.describe()  # reach the device before converting anything
+            where = f"{prof.runtime}, {prof.connection.target()}"
+            desc = f"profiling {len(missing)} blocks on {prof.name} ({where})"
+            with RichReporter().task(desc, len(missing)) as task:
+                fill_table(table, missing, timer, lambda d, t, _k: task.update(d, t))
+    finally:
+        timer.close()
+    return table
 
 
 def _shape(input_shape: str | None, classes: int, dataset: str) -> tuple[tuple[int, int, int], int]:

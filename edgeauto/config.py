@@ -22,6 +22,9 @@ class RunConfig:
 
     ``search_headroom`` lets the search consider archs up to that factor over the budget;
     compression then prunes the winner down to the budget, so both stages do work.
+    ``criterion`` ranks channels (``l1``, ``taylor2`` ...); ``allocation`` decides how many each
+    layer loses (``netadapt``: latency-driven with depth pruning; ``uniform``: same share).
+    ``scratch_baseline`` also trains the pruned architecture from scratch (Liu et al.).
     """
 
     device: str = "host"
@@ -32,7 +35,9 @@ class RunConfig:
     epochs: int = 5
     space: str = "fbnet-lite"
     strategy: str = "random"
-    pruner: str = "l1"
+    criterion: str = "l1"
+    allocation: str = "netadapt"
+    scratch_baseline: bool = False
     trials: int = 6
     search_epochs: int = 1
     search_batches: int = 60

@@ -29,6 +29,10 @@ class BudgetInfeasible(EdgeAutoError):
     """No architecture of the space can meet the latency budget."""
 
 
+class TableImportError(ConfigError):
+    """A published latency table cannot be imported: wrong format, truncated or bad values."""
+
+
 class DatasetError(ConfigError):
     """A dataset spec points at missing or unusable data."""
 

@@ -27,6 +27,23 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
+    """The pruning summary, its step-by-step trace, and the scratch baseline when run."""
+    lines = [
+        f"- pruning: {len(plan['ops'])} ops in {len(plan['steps']) - 1} steps "
+        f"({plan.get('allocation', 'uniform')} allocation, {plan['criterion']} criterion): "
+        f"{plan.get('status', 'met')}; {plan.get('message', '')}",
+    ]
+    for step in plan["steps"][1:]:
+        lines.append(f"  - step {step['step']}: {step.get('action', '')} -> {step['cost']:.4g}")
+    if acc.get("val_scratch") is not None:
+        lines.append(
+            f"- scratch baseline (same architecture, trained from scratch): "
+            f"{acc['val_scratch']:.4f} vs pruned + fine-tuned {acc['val']:.4f}"
+        )
+    return lines
+
+
 def render(m: dict[str, Any]) -> str:
     """Markdown text of the report."""
     lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
@@ -41,8 +58,7 @@ def render(m: dict[str, Any]) -> str:
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
         f"- prediction error: {lat['prediction_error']:+.1%} of measured",
-        f"- pruning: {len(m['pruning']['ops'])} ops in {len(m['pruning']['steps']) - 1} steps "
-        f"({m['pruning']['criterion']})",
+        *_pruning_lines(m["pruning"], acc),
         "",
         "## Latency (batch 1)",
         "",

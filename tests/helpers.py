@@ -42,3 +42,19 @@ def build_trained(space: SearchSpace, trained: tuple[Arch, dict]) -> torch.nn.Mo
 def sample_archs(space: SearchSpace, n: int, seed: int = 0) -> list[Arch]:
     rng = random.Random(seed)
     return [space.sample(rng) for _ in range(n)]
+
+
+def shared_data() -> Path:
+    """``../shared/data`` beside the repository (or ``$EDGEAUTO_SHARED_DATA``); skip if absent.
+
+    The published tables there are read in place, never copied into the project.
+    """
+    import os
+
+    import pytest
+
+    env = os.environ.get("EDGEAUTO_SHARED_DATA")
+    root = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    if not (root / "luts").is_dir():
+        pytest.skip(f"shared data not found at {root} (set EDGEAUTO_SHARED_DATA)")
+    return root.resolve()

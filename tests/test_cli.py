@@ -295,7 +295,8 @@ def test_output_dir_not_writable(cli, tmp_path: Path, where: str) -> None:
     ("flag", "value", "fragment"),
     [
         ("--strategy", "randon", "unknown strategy 'randon'; did you mean 'random'"),
-        ("--pruner", "l2", "unknown pruner 'l2'; did you mean 'l1'"),
+        ("--criterion", "taylr", "unknown criterion 'taylr'; did you mean 'taylor'"),
+        ("--allocation", "netadapd", "unknown pruner 'netadapd'; did you mean 'netadapt'"),
         (
             "--space",
             "fbnet-mikro",

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import DIGITS_SHAPE, build_trained, micro_table_path
+import torch_pruning as tp
+from helpers import DIGITS_SHAPE, build_trained, micro_table_path, sample_archs
+from torch import nn
 
-from edgeauto.compress import PRUNERS, PruneConfig, PruneOp, PruneStep, PruningPlan, count_params
+from edgeauto.compress import (
+    PRUNERS,
+    PruneConfig,
+    PruneOp,
+    PruneProblem,
+    PruneStep,
+    PruningPlan,
+    count_macs,
+    count_params,
+    get_criterion,
+    list_criteria,
+)
+from edgeauto.compress.graph import build_graph, depth_candidates, prunable_groups
+from edgeauto.compress.scratch import recalibrate_bn, reinitialize
 from edgeauto.errors import ConfigError
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, local_timer
 from edgeauto.latency.table import LatencyTable
-from edgeauto.train import accuracy
+from edgeauto.spaces import get_space
+from edgeauto.train import TrainConfig, accuracy, fit
 
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory, micro_tables: Path, micro_space, trained_micro, host_profile, digits):
-    """Prune the trained largest micro model to 80% of its predicted latency, measuring the
-    pruned blocks on demand with LiteRT into a private copy of the session table."""
+    """NetAdapt + L1 on the trained largest micro model to 80% of its predicted latency,
+    measuring pruned blocks on demand with LiteRT into a private copy of the session table."""
     root = tmp_path_factory.mktemp("prune-tables")
     shutil.copytree(micro_tables, root, dirs_exist_ok=True)
     path = micro_table_path(root)
@@ -38,7 +55,8 @@ def pruned(tmp_path_factory, micro_tables: Path, micro_space, trained_micro, hos
         return predictor.predict_keys(m.op_keys(DIGITS_SHAPE[1:]))
 
     budget = 0.8 * start_ms
-    plan = PRUNERS.get("l1")().prune_to_budget(model, DIGITS_SHAPE, latency_of, budget)
+    problem = PruneProblem(DIGITS_SHAPE, latency_of, budget, digits)
+    plan = PRUNERS.get("netadapt")("l1").prune(model, problem)
     return {
         "plan": plan, "model": model, "budget": budget, "start_ms": start_ms,
         "start_keys": start_keys, "predictor": predictor, "table_path": path,
@@ -47,20 +65,22 @@ def pruned(tmp_path_factory, micro_tables: Path, micro_space, trained_micro, hos
     }  # fmt: skip
 
 
-def test_l1_prunes_below_budget(pruned, digits) -> None:
+def test_netadapt_prunes_below_budget(pruned, digits) -> None:
     plan: PruningPlan = pruned["plan"]
     model = pruned["model"]
     final_ms = pruned["latency_of"](model)
     assert plan.ops, "nothing was pruned"
+    assert plan.status == "met", plan.message
     assert final_ms <= pruned["budget"] < pruned["start_ms"]
-    assert plan.criterion == "l1" and plan.budget_ms == pytest.approx(pruned["budget"])
+    assert (plan.criterion, plan.allocation) == ("l1", "netadapt")
+    assert plan.budget == pytest.approx(pruned["budget"])
     # the trace: step 0 is the unpruned model, the last step is where pruning stopped
-    assert plan.steps[0] == PruneStep(0, pruned["start_ms"], pruned["params_before"])
+    assert plan.steps[0] == PruneStep(0, pruned["start_ms"], pruned["params_before"], "start")
     assert [s.step for s in plan.steps] == list(range(len(plan.steps)))
-    assert plan.steps[-1].predicted_ms == pytest.approx(final_ms)
+    assert plan.steps[-1].cost == pytest.approx(final_ms)
     assert plan.steps[-1].params == count_params(model) < pruned["params_before"]
-    assert all(a.params > b.params for a, b in zip(plan.steps, plan.steps[1:]))
-    # the model was really trained before pruning, and the pruned one still runs
+    assert all(a.cost > b.cost for a, b in zip(plan.steps, plan.steps[1:]))
+    assert all(s.action.startswith(("cut ", "remove ")) for s in plan.steps[1:])
     assert pruned["acc_before"] > 0.5
     with torch.no_grad():
         assert model(digits.x_val[:4]).shape == (4, 10)
@@ -70,12 +90,9 @@ def test_pruned_keys_were_measured_into_the_table(pruned) -> None:
     model, predictor = pruned["model"], pruned["predictor"]
     keys = model.op_keys(DIGITS_SHAPE[1:])
     assert keys != pruned["start_keys"]
-    # pruned widths are multiples of round_to (4) and smaller than before
-    for new, old in zip(keys, pruned["start_keys"]):
-        assert new.kind == old.kind
-        assert new.cout <= old.cout
-        if new.kind == "mbconv":
-            assert new.hidden % 4 == 0 and new.hidden <= old.hidden
+    for key in keys:
+        if key.kind == "mbconv":
+            assert key.hidden % 4 == 0  # pruned widths are multiples of round_to
     assert predictor.measured_on_demand >= 1
     table = LatencyTable.load(pruned["table_path"])
     assert len(table.entries) == pruned["n_before"] + predictor.measured_on_demand
@@ -84,89 +101,242 @@ def test_pruned_keys_were_measured_into_the_table(pruned) -> None:
 
 def test_plan_json_round_trip_and_replay(pruned, micro_space, trained_micro, digits) -> None:
     plan: PruningPlan = pruned["plan"]
-    text = json.dumps(plan.to_json())
-    again = PruningPlan.from_json(json.loads(text))
-    assert again.ops == plan.ops
-    assert again.steps == plan.steps
-    assert again.criterion == plan.criterion and again.budget_ms == plan.budget_ms
-    assert again.to_json() == plan.to_json()
+    again = PruningPlan.from_json(json.loads(json.dumps(plan.to_json())))
+    assert again == plan
     fresh = build_trained(micro_space, trained_micro)
     again.apply(fresh, DIGITS_SHAPE)
-    model = pruned["model"].eval()
+    model = pruned["model"].train(False)
     assert fresh.op_keys(DIGITS_SHAPE[1:]) == model.op_keys(DIGITS_SHAPE[1:])
     assert count_params(fresh) == count_params(model)
-    fresh.eval()
+    # pruning ends by re-estimating BN statistics on the first proxy_samples training inputs
+    recalibrate_bn(fresh, digits.x_train[: PruneConfig().proxy_samples])
     with torch.no_grad():
         x = digits.x_val[:64]
-        assert torch.equal(fresh(x), model(x))
-
-
-def test_plan_replay_on_untrained_model_matches_shapes(pruned, micro_space, trained_micro) -> None:
-    arch, _ = trained_micro
-    fresh = micro_space.build(arch)
-    pruned["plan"].apply(fresh, DIGITS_SHAPE)
-    assert fresh.op_keys(DIGITS_SHAPE[1:]) == pruned["model"].op_keys(DIGITS_SHAPE[1:])
+        assert torch.allclose(fresh(x), model(x), atol=1e-5)
 
 
 def test_plan_from_json_malformed() -> None:
     with pytest.raises(ConfigError, match="malformed"):
         PruningPlan.from_json({"criterion": "l1"})
     with pytest.raises(ConfigError, match="malformed"):
-        PruningPlan.from_json({"criterion": "l1", "budget_ms": 1.0, "ops": [{"module": "x"}]})
+        PruningPlan.from_json({"criterion": "l1", "budget": 1.0, "ops": [{"module": "x"}]})
+    bad_kind = {"kind": "melt", "module": "x", "out_channels": True, "idxs": []}
+    with pytest.raises(ConfigError, match=r"PruneOp\.kind"):
+        PruningPlan.from_json({"criterion": "l1", "budget": 1.0, "ops": [bad_kind]})
 
 
 def test_plan_json_layout() -> None:
     plan = PruningPlan(
-        "l1", 0.5, [PruneOp("blocks.0.body.0", True, (1, 3))], [PruneStep(0, 0.7, 100)]
-    )
+        "taylor", 0.5, "netadapt", "ms",
+        [PruneOp("blocks.0.body.0", True, (1, 3)), PruneOp("blocks.1", False, (), "remove")],
+        [PruneStep(0, 0.7, 100, "start")],
+    )  # fmt: skip
     data = plan.to_json()
-    assert data["ops"] == [{"module": "blocks.0.body.0", "out_channels": True, "idxs": [1, 3]}]
-    assert data["steps"] == [{"step": 0, "predicted_ms": 0.7, "params": 100}]
+    assert data["ops"] == [
+        {"kind": "channels", "module": "blocks.0.body.0", "out_channels": True, "idxs": [1, 3]},
+        {"kind": "remove", "module": "blocks.1", "out_channels": False, "idxs": []},
+    ]
+    assert data["steps"] == [{"step": 0, "cost": 0.7, "params": 100, "action": "start"}]
+    assert (data["allocation"], data["unit"], data["status"]) == ("netadapt", "ms", "met")
     assert PruningPlan.from_json(data) == plan
 
 
-def test_budget_already_met_prunes_nothing(micro_space, trained_micro, micro_table) -> None:
+def _macs(shape: tuple[int, ...]):
+    return lambda m: float(count_macs(m, shape))
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "netadapt"])
+def test_budget_already_met_is_a_no_op(allocation, micro_space, trained_micro, digits) -> None:
     model = build_trained(micro_space, trained_micro)
-    params = count_params(model)
-
-    def latency_of(m: torch.nn.Module) -> float:
-        return micro_table.predict_keys(m.op_keys(DIGITS_SHAPE[1:]))
-
-    ms = latency_of(model)
-    plan = PRUNERS.get("l1")().prune_to_budget(model, DIGITS_SHAPE, latency_of, ms * 1.01)
-    assert plan.ops == []
-    assert plan.steps == [PruneStep(0, ms, params)]
-    assert count_params(model) == params
+    state = copy.deepcopy(model.state_dict())
+    cost = _macs(DIGITS_SHAPE)
+    problem = PruneProblem(DIGITS_SHAPE, cost, cost(model) * 1.01, digits, "MACs")
+    plan = PRUNERS.get(allocation)("l1").prune(model, problem)
+    assert plan.ops == [] and plan.status == "already"
+    assert "already meets" in plan.message
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
 
-def test_max_steps_bounds_pruning(micro_space, trained_micro) -> None:
+@pytest.mark.parametrize("allocation", ["uniform", "netadapt"])
+def test_unreachable_budget_stops_at_the_floor(
+    allocation, micro_space, trained_micro, digits
+) -> None:
     model = build_trained(micro_space, trained_micro)
-    pruner = PRUNERS.get("l1")(PruneConfig(step_ratio=0.1, max_steps=2))
+    cost = _macs(DIGITS_SHAPE)
+    start = cost(model)
+    problem = PruneProblem(DIGITS_SHAPE, cost, 1.0, digits, "MACs")  # 1 MAC: impossible
+    plan = PRUNERS.get(allocation)("l1").prune(model, problem)
+    assert plan.status == "floor", plan.message
+    assert "above the budget" in plan.message and "no layer can lose more" in plan.message
+    assert plan.ops and cost(model) < start  # it pruned as far as it could, and says so
 
-    def latency_of(m: torch.nn.Module) -> float:
-        return float(count_params(m))  # any monotone cost: an unreachable budget of 0
 
-    plan = pruner.prune_to_budget(model, DIGITS_SHAPE, latency_of, 0.0)
-    assert len(plan.steps) == 3  # step 0 plus two pruning steps
-    assert plan.steps[2].params < plan.steps[1].params < plan.steps[0].params
+def test_netadapt_max_steps_bounds_pruning(micro_space, trained_micro, digits) -> None:
+    model = build_trained(micro_space, trained_micro)
+    cost = _macs(DIGITS_SHAPE)
+    pruner = PRUNERS.get("netadapt")("l1", PruneConfig(max_steps=2, iterations=50))
+    plan = pruner.prune(model, PruneProblem(DIGITS_SHAPE, cost, cost(model) * 0.3, digits))
+    assert plan.status == "max_steps" and "step limit" in plan.message
+    assert len(plan.steps) == 3  # start plus two steps
+    assert plan.steps[2].cost < plan.steps[1].cost < plan.steps[0].cost
+
+
+class ResidualNet(nn.Module):
+    """Two residual conv blocks in a stage, then a classifier: depth pruning's test bed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.stage = nn.Sequential(Res(16), Res(16))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.stage(self.stem(x)).mean(dim=(2, 3)))
+
+
+class Res(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def test_depth_candidates_are_blocks_not_their_bodies() -> None:
+    names = [c.name for c in depth_candidates(ResidualNet(), DIGITS_SHAPE)]
+    # the stage (a container), each residual block and each same-shape conv layer; never a
+    # block's body, which would turn x + body(x) into x + x
+    assert names == ["stage", "stage.0", "stage.0.body.0", "stage.1", "stage.1.body.0"]
+
+
+def test_netadapt_removes_a_block_when_it_is_cheapest(digits) -> None:
+    model = fit(ResidualNet(), digits, TrainConfig(epochs=3), seed=0)
+    with torch.no_grad():
+        model.stage[1].body[1].weight.zero_()  # block 1 adds nothing: removing it is free
+        model.stage[1].body[1].bias.zero_()
+
+    def cost(m: nn.Module) -> float:  # a cost where a block is worth removing
+        return float(count_macs(m, DIGITS_SHAPE))
+
+    problem = PruneProblem(DIGITS_SHAPE, cost, cost(model) * 0.7, digits, "MACs")
+    pruner = PRUNERS.get("netadapt")("l1")
+    plan = pruner.plan(model, problem)
+    assert PruneOp("stage.1", False, (), "remove") in plan.ops, plan.steps
+    fresh = copy.deepcopy(model)
+    pruner.apply(fresh, plan, DIGITS_SHAPE)
+    assert isinstance(fresh.stage[1], nn.Identity)
+    x = digits.x_val[:8]
+    with torch.no_grad():
+        assert fresh(x).shape == (8, 10)
+
+
+def test_removal_replays_on_a_searched_net() -> None:
+    space = get_space("fbnet-lite", DIGITS_SHAPE, 10)
+    for arch in sample_archs(space, 20):
+        model = space.build(arch)
+        cands = depth_candidates(model, DIGITS_SHAPE)
+        names = [c.name for c in cands if c.name.count(".") == 1]  # whole blocks: blocks.N
+        if names:
+            break
+    assert names, "20 sampled fbnet-lite archs and no residual block"
+    n_keys = len(model.op_keys(DIGITS_SHAPE[1:]))
+    plan = PruningPlan("l1", 1.0, ops=[PruneOp(names[-1], False, (), "remove")])
+    plan.apply(model, DIGITS_SHAPE)
+    assert len(model.op_keys(DIGITS_SHAPE[1:])) == n_keys - 1  # a removed block has no key
+    assert model(torch.zeros(2, *DIGITS_SHAPE)).shape == (2, 10)
+
+
+def test_l1_matches_torch_pruning_group_l1(micro_space, trained_micro) -> None:
+    model = build_trained(micro_space, trained_micro)
+    ours = get_criterion("l1")
+    ours.bind(model)
+    theirs = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None, group_reduction="sum")
+    for root, _m, group in prunable_groups(build_graph(model, DIGITS_SHAPE), model):
+        assert torch.allclose(ours.group_scores(group), theirs(group), rtol=1e-5), root
+
+
+@pytest.mark.parametrize("name", [c for c in list_criteria() if c != "random"])
+def test_a_dead_channel_scores_lowest(name: str, digits) -> None:
+    """A channel whose output is always zero can be removed for free: every criterion that
+    looks at weights, gradients or outputs must rank it last in its group."""
+    plain = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+    model = fit(plain, digits, TrainConfig(epochs=1), seed=0)
+    dead = 5
+    with torch.no_grad():
+        conv, bn = model[0], model[1]
+        conv.weight[dead] = 0
+        conv.bias[dead] = 0
+        bn.weight[dead] = 0
+        bn.bias[dead] = 0
+    crit = get_criterion(name)
+    crit.prepare(model, digits)
+    for root, _m, group in prunable_groups(build_graph(model, DIGITS_SHAPE), model):
+        if root == "0":
+            scores = crit.group_scores(group)
+            assert int(scores.argmin()) == dead, (name, scores)
+            return
+    raise AssertionError("no group rooted at the first conv")
+
+
+def test_data_criteria_need_data(micro_space, trained_micro) -> None:
+    model = build_trained(micro_space, trained_micro)
+    problem = PruneProblem(DIGITS_SHAPE, _macs(DIGITS_SHAPE), 1.0)
+    with pytest.raises(ConfigError, match="needs data"):
+        PRUNERS.get("uniform")("taylor2").prune(model, problem)
+
+
+class Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.gate = Branchy()
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.gate(self.conv(x)).mean(dim=(2, 3)))
+
+
+class Branchy(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        return torch.from_numpy(np.tanh(x.detach().numpy()))  # leaves the autograd graph
+
+
+def test_untraceable_model_names_the_module() -> None:
+    with pytest.raises(ConfigError, match="cannot trace module 'conv' \\(Conv2d\\)"):
+        PRUNERS.get("uniform")("l1").prune(
+            Untraceable(), PruneProblem(DIGITS_SHAPE, lambda m: 1.0, 0.5)
+        )
+
+
+def test_reinitialize_keeps_shapes_changes_weights(micro_space, trained_micro) -> None:
+    model = build_trained(micro_space, trained_micro)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reinitialize(model, seed=0)
+    after = model.state_dict()
+    assert all(before[k].shape == after[k].shape for k in before)
+    conv = next(k for k in before if k.endswith("weight") and before[k].dim() == 4)
+    assert not torch.equal(before[conv], after[conv])
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "field"),
     [
-        ({"step_ratio": 0.0}, "step_ratio"),
-        ({"step_ratio": 1.0}, "step_ratio"),
-        ({"step_ratio": -0.1}, "step_ratio"),
         ({"max_steps": 0}, "max_steps"),
+        ({"iterations": 0}, "iterations"),
         ({"round_to": 0}, "round_to"),
+        ({"max_ratio": 1.0}, "max_ratio"),
+        ({"max_ratio": 0.0}, "max_ratio"),
+        ({"proxy_samples": 0}, "proxy_samples"),
+        ({"finetune_batches": -1}, "finetune_batches"),
     ],
 )
-def test_prune_config_validation(kwargs: dict, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
+def test_prune_config_validation(kwargs: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"PruneConfig\.{field}"):
         PruneConfig(**kwargs)
-
-
-def test_prune_config_defaults() -> None:
-    cfg = PruneConfig()
-    assert 0 < cfg.step_ratio < 1 and cfg.max_steps >= 1 and cfg.round_to == 4
-    assert PruneConfig(round_to=None).round_to is None

@@ -7,13 +7,22 @@ import pytest
 import edgeauto
 from edgeauto.errors import ConfigError, UnknownComponent
 from edgeauto.registry import Registry, suggest
-from edgeauto.testing import check_pruner, check_runtime, check_space, check_strategy
+from edgeauto.testing import (
+    check_criterion,
+    check_pruner,
+    check_runtime,
+    check_space,
+    check_strategy,
+)
 
 
 def test_registries_are_not_empty() -> None:
     assert {"fbnet-lite", "fbnet-micro"} <= set(edgeauto.list_spaces())
     assert {"random", "evolution"} <= set(edgeauto.list_strategies())
-    assert "l1" in edgeauto.list_pruners()
+    assert {"uniform", "netadapt"} <= set(edgeauto.list_pruners())
+    assert {"l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random"} <= set(
+        edgeauto.list_criteria()
+    )
     assert {"litert", "onnxruntime"} <= set(edgeauto.list_runtimes())
 
 
@@ -33,9 +42,15 @@ def test_strategy_conformance(name: str) -> None:
     check_strategy(name)
 
 
+@pytest.mark.parametrize("criterion", ["l1", "taylor"])
 @pytest.mark.parametrize("name", edgeauto.list_pruners())
-def test_pruner_conformance(name: str) -> None:
-    check_pruner(name)
+def test_pruner_conformance(name: str, criterion: str) -> None:
+    check_pruner(name, criterion)
+
+
+@pytest.mark.parametrize("name", edgeauto.list_criteria())
+def test_criterion_conformance(name: str) -> None:
+    check_criterion(name)
 
 
 @pytest.mark.parametrize("name", edgeauto.list_runtimes())
@@ -93,7 +108,8 @@ def test_registry_unknown_name_without_close_match() -> None:
             "fbnet-micro",
         ),
         (edgeauto.list_strategies, edgeauto.STRATEGIES.get, "evolutoin", "evolution"),
-        (edgeauto.list_pruners, edgeauto.PRUNERS.get, "l2", "l1"),
+        (edgeauto.list_pruners, edgeauto.PRUNERS.get, "netadpt", "netadapt"),
+        (edgeauto.list_criteria, edgeauto.CRITERIA.get, "taylr", "taylor"),
         (edgeauto.list_runtimes, edgeauto.RUNTIMES.get, "litrt", "litert"),
     ],
 )

@@ -75,7 +75,8 @@ def test_run_writes_a_complete_manifest(first, tables: Path) -> None:
     get_space(MICRO, DIGITS_SHAPE, 10).validate(arch)
     assert d["search"]["arch"] == d["arch"]
     plan = m.pruning
-    assert plan.criterion == "l1" and plan.budget_ms == BUDGET_MS
+    assert plan.criterion == "l1" and plan.budget == BUDGET_MS
+    assert plan.allocation == "netadapt" and plan.unit == "ms"
     assert isinstance(d["pruning"]["ops"], list) and len(d["pruning"]["steps"]) >= 1
     assert d["accuracy"]["val"] == m.accuracy > 0.5
     assert 0.0 <= d["accuracy"]["val_before_pruning"] <= 1.0
@@ -231,11 +232,11 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
         search_headroom=HEADROOM,
     )  # fmt: skip
     plan = m.pruning
-    assert m.budget_ms == budget and plan.budget_ms == budget
+    assert m.budget_ms == budget and plan.budget == budget
     assert m["dataset"]["input_shape"] == [1, 28, 28]
     searched_ms = m["search"]["predicted_ms"]
     assert searched_ms <= budget * HEADROOM
-    steps = [st.predicted_ms for st in plan.steps]
+    steps = [st.cost for st in plan.steps]
     trace = f"steps {steps}, calibrations {plan.calibrations}"
     assert steps[0] == pytest.approx(searched_ms)
     assert steps[-1] == pytest.approx(m.predicted_ms)  # the manifest reports the final state
@@ -253,10 +254,7 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
         # pruning stops at the first step within the budget and the whole model measured so
         assert m.predicted_ms <= budget, trace
         assert m["accuracy"]["val"] > 0.15, trace  # above chance (0.10) after heavy pruning
-    elif m.predicted_ms > budget:
-        # Seen in some runs on a 2-core host; whether it happens depends on timing.
-        pytest.xfail(
-            "package bug: prune_stage met the budget by prediction, measured the whole model "
-            "over it, lowered the target and pruned on; pruned blocks are not monotonically "
-            f"faster and it keeps no best state, so it ends over budget: {trace}"
-        )
+    else:
+        # the whole model measured over budget, so pruning went on towards a lower target;
+        # the state kept is the one measured fastest, and its trace says how it got there
+        assert all(t > 0 and ms > budget for t, ms in plan.calibrations), trace

@@ -54,7 +54,7 @@ def test_opkey_ordering_is_total() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"kind": "conv"}, "kind"),
+        ({"kind": "deconv"}, "kind"),
         ({"cin": 0}, "cin"),
         ({"cout": -1}, "cout"),
         ({"h": 0}, "h"),
@@ -70,8 +70,8 @@ def test_opkey_validation(kwargs: dict, field: str) -> None:
 
 
 def test_opkey_from_json_unknown_field() -> None:
-    data = {**KEYS[1].to_json(), "groups": 4}
-    with pytest.raises(ConfigError, match=r"no field\(s\) \['groups'\]"):
+    data = {**KEYS[1].to_json(), "dilation": 4}
+    with pytest.raises(ConfigError, match=r"no field\(s\) \['dilation'\]"):
         OpKey.from_json(data)
 
 
@@ -84,7 +84,7 @@ def test_opkey_from_json_missing_field() -> None:
 
 def test_opkey_from_json_bad_kind() -> None:
     with pytest.raises(ConfigError, match="kind"):
-        OpKey.from_json({**KEYS[1].to_json(), "kind": "pool"})
+        OpKey.from_json({**KEYS[1].to_json(), "kind": "maxpool"})
 
 
 def test_opkey_distance() -> None:

@@ -1,176 +1,233 @@
 """Structured pruning as replayable data: a :class:`PruningPlan` of :class:`PruneOp` records.
 
-Torch-Pruning builds the dependency graph (residual adds, depthwise convs) so that pruning
-one channel prunes every coupled tensor; we record its history and can replay it on a fresh
-model built from the same arch.
+Torch-Pruning builds the dependency graph (residual adds, depthwise convs, SE blocks, linear
+heads) so that pruning one channel prunes every coupled tensor; we record its history, plus
+whole-block removals, and replay both on a fresh model built the same way.
+
+Roles: a :class:`~edgeauto.compress.criteria.Criterion` says which channels matter; a
+:class:`Pruner` (an allocation strategy: ``uniform`` or ``netadapt``) says how many channels
+each layer loses, and which blocks go, to meet a :class:`PruneProblem`'s budget.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
+from edgeauto.compress.criteria import Criterion, get_criterion
+from edgeauto.compress.graph import build_graph, remove_module
+from edgeauto.compress.scratch import recalibrate_bn
+from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.registry import Registry
 
-LatencyOf = Callable[[nn.Module], float]
+CostOf = Callable[[nn.Module], float]
+#: Kept for the callers that prune to milliseconds.
+LatencyOf = CostOf
 
 
 @dataclass(frozen=True)
 class PruneOp:
-    """Remove channels ``idxs`` of ``module`` (output channels unless ``out_channels`` is False)."""
+    """One replayable change.
+
+    ``kind="channels"``: remove channels ``idxs`` of ``module`` (output channels unless
+    ``out_channels`` is False), with every coupled tensor. ``kind="remove"``: replace the
+    block ``module`` by an identity (depth pruning).
+    """
 
     module: str
     out_channels: bool
     idxs: tuple[int, ...]
+    kind: Literal["channels", "remove"] = "channels"
 
     def to_json(self) -> dict[str, Any]:
-        return {"module": self.module, "out_channels": self.out_channels, "idxs": list(self.idxs)}
+        return {
+            "kind": self.kind, "module": self.module, "out_channels": self.out_channels,
+            "idxs": list(self.idxs),
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, o: dict[str, Any]) -> PruneOp:
+        kind = o.get("kind", "channels")
+        if kind not in ("channels", "remove"):
+            raise ConfigError(f"PruneOp.kind must be 'channels' or 'remove', got {kind!r}")
+        return cls(o["module"], bool(o["out_channels"]), tuple(int(i) for i in o["idxs"]), kind)
 
 
 @dataclass(frozen=True)
 class PruneStep:
-    """What one pruning step did, for the report."""
+    """What one pruning step did, for the report: the cost after it and the parameter count."""
 
     step: int
-    predicted_ms: float
+    cost: float
     params: int
+    action: str = ""
 
 
 @dataclass
 class PruningPlan:
-    """The ops to replay, in order, plus the step-by-step trace."""
+    """The ops to replay, in order, plus the step-by-step trace and how pruning ended.
+
+    ``status`` is ``"met"`` (cost <= budget), ``"already"`` (met before any pruning),
+    ``"floor"`` (nothing left to prune: the budget is unreachable) or ``"max_steps"``.
+    """
 
     criterion: str
-    budget_ms: float
+    budget: float
+    allocation: str = "uniform"
+    unit: str = "ms"
     ops: list[PruneOp] = field(default_factory=list)
     steps: list[PruneStep] = field(default_factory=list)
-    # (target_ms, measured_ms) whenever a measurement of the whole model sent pruning on
+    # (target, measured) whenever a measurement of the whole model sent pruning on
     calibrations: list[tuple[float, float]] = field(default_factory=list)
+    status: str = "met"
+    message: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "criterion": self.criterion,
-            "budget_ms": self.budget_ms,
+            "criterion": self.criterion, "allocation": self.allocation, "budget": self.budget,
+            "unit": self.unit, "status": self.status, "message": self.message,
             "ops": [op.to_json() for op in self.ops],
             "steps": [vars(s) for s in self.steps],
-            "calibrations": [{"target_ms": t, "measured_ms": m} for t, m in self.calibrations],
-        }
+            "calibrations": [{"target": t, "measured": m} for t, m in self.calibrations],
+        }  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PruningPlan:
         try:
-            ops = [
-                PruneOp(o["module"], bool(o["out_channels"]), tuple(o["idxs"])) for o in data["ops"]
-            ]
-            steps = [PruneStep(**s) for s in data.get("steps", [])]
-            cal = [
-                (float(c["target_ms"]), float(c["measured_ms"]))
-                for c in data.get("calibrations", [])
-            ]
-            return cls(data["criterion"], float(data["budget_ms"]), ops, steps, cal)
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"pruning plan JSON is malformed: missing {exc}") from None
+            return cls(
+                data["criterion"], float(data["budget"]), data.get("allocation", "uniform"),
+                data.get("unit", "ms"), [PruneOp.from_json(o) for o in data["ops"]],
+                [PruneStep(**s) for s in data.get("steps", [])],
+                [(float(c["target"]), float(c["measured"])) for c in data.get("calibrations", [])],
+                data.get("status", "met"), data.get("message", ""),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"pruning plan JSON is malformed: missing or bad {exc}") from None
 
     def apply(self, model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
-        """Replay the plan on ``model`` (built from the same arch) in place."""
-        dg = tp.DependencyGraph().build_dependency(
-            model, example_inputs=torch.zeros(1, *input_shape)
-        )
-        dg.load_pruning_history([(op.module, op.out_channels, list(op.idxs)) for op in self.ops])
+        """Replay the plan on ``model`` (built the same way as the pruned one) in place."""
+        segment: list[PruneOp] = []
+        for op in [*self.ops, None]:
+            if op is not None and op.kind == "channels":
+                segment.append(op)
+                continue
+            if segment:  # a graph per run of channel ops: removals change the graph
+                dg = build_graph(model, input_shape)
+                dg.load_pruning_history([(o.module, o.out_channels, list(o.idxs)) for o in segment])
+                segment = []
+            if op is not None:
+                remove_module(model, op.module)
         return model
 
 
 @dataclass(frozen=True)
-class PruneConfig:
-    """How hard each step prunes and when to stop."""
+class PruneProblem:
+    """What to prune towards: ``cost(model) <= budget``, in ``unit``.
 
-    step_ratio: float = 0.1
+    ``cost`` is any monotone cost: predicted latency from a table, latency measured on the
+    device, or FLOPs. ``data`` feeds data-driven criteria and the accuracy proxy.
+    """
+
+    input_shape: tuple[int, ...]
+    cost: CostOf
+    budget: float
+    data: Dataset | None = None
+    unit: str = "ms"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How pruning proceeds and when it stops."""
+
     max_steps: int = 30
     # Keep channel counts multiples of this: XNNPACK's kernels run odd widths slower, so an
     # unrounded step can make a model *slower* (measured: 0.056 -> 0.087 ms on the host).
     round_to: int | None = 4
+    max_ratio: float = 0.9  # never remove more than this share of a layer's channels
+    depth: bool = True  # netadapt: also propose removing residual blocks / same-shape layers
+    iterations: int = 6  # netadapt: the budget gap is closed in about this many steps
+    proxy_samples: int = 512  # validation samples for the accuracy proxy
+    finetune_batches: int = 0  # netadapt: short fine-tune after each step (0 = none)
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.step_ratio < 1.0:
-            raise ConfigError(f"step_ratio must be in (0, 1), got {self.step_ratio}")
-        if self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.round_to is not None and self.round_to < 1:
-            raise ConfigError(f"round_to must be >= 1 or None, got {self.round_to}")
+        checks = {
+            "max_steps": self.max_steps >= 1, "iterations": self.iterations >= 1,
+            "round_to": self.round_to is None or self.round_to >= 1,
+            "max_ratio": 0.0 < self.max_ratio < 1.0, "proxy_samples": self.proxy_samples >= 1,
+            "finetune_batches": self.finetune_batches >= 0,
+        }  # fmt: skip
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"PruneConfig.{name} is out of range: {getattr(self, name)}")
 
 
 class Pruner(abc.ABC):
-    """Prunes a model step by step until its predicted latency meets a budget."""
+    """Decides how many channels each layer loses (and which blocks go) to meet a budget.
+
+    Example:
+        >>> pruner = PRUNERS.get("netadapt")(criterion="taylor")
+        >>> plan = pruner.plan(model, PruneProblem((1, 28, 28), cost, budget=0.05, data=data))
+        >>> pruner.apply(fresh_model, plan)  # the same structure, replayed
+    """
 
     name: str = "abstract"
 
-    def __init__(self, config: PruneConfig | None = None) -> None:
+    def __init__(self, criterion: Criterion | str = "l1", config: PruneConfig | None = None):
+        self.criterion = get_criterion(criterion) if isinstance(criterion, str) else criterion
         self.config = config or PruneConfig()
 
-    @abc.abstractmethod
-    def importance(self) -> tp.importance.Importance:
-        """The channel-importance criterion (a Torch-Pruning importance)."""
+    def plan(self, model: nn.Module, problem: PruneProblem) -> PruningPlan:
+        """The plan that brings a copy of ``model`` within budget; ``model`` is not changed."""
+        return self.prune(copy.deepcopy(model), problem)
 
-    def prune_to_budget(
-        self,
-        model: nn.Module,
-        input_shape: tuple[int, ...],
-        latency_of: LatencyOf,
-        budget_ms: float,
-        plan: PruningPlan | None = None,
+    def apply(self, model: nn.Module, plan: PruningPlan, input_shape: tuple[int, ...]) -> None:
+        """Replay ``plan`` on ``model`` in place."""
+        plan.apply(model, input_shape)
+
+    def prune(
+        self, model: nn.Module, problem: PruneProblem, plan: PruningPlan | None = None
     ) -> PruningPlan:
-        """Prune ``model`` in place until ``latency_of(model) <= budget_ms`` or nothing is left.
-
-        Pass the ``plan`` of an earlier call to continue it (its ops and steps are extended).
-        """
-        plan = plan or PruningPlan(self.name, budget_ms)
-        ms = latency_of(model)
+        """Prune ``model`` in place; pass an earlier ``plan`` to continue it."""
+        if self.criterion.needs_data and problem.data is None:
+            raise ConfigError(
+                f"criterion {self.criterion.name!r} needs data; pass PruneProblem(data=...)"
+            )
+        plan = plan or PruningPlan(self.criterion.name, problem.budget, self.name, problem.unit)
+        plan.budget = problem.budget
+        cost = problem.cost(model)
         if not plan.steps:
-            plan.steps.append(PruneStep(0, ms, count_params(model)))
-        for _ in range(self.config.max_steps):
-            if ms <= budget_ms:
-                break
-            ops = self._step(model, input_shape)
-            if not ops:
-                break
-            plan.ops.extend(ops)
-            ms = latency_of(model)
-            plan.steps.append(PruneStep(len(plan.steps), ms, count_params(model)))
+            plan.steps.append(PruneStep(0, cost, count_params(model), "start"))
+        if cost <= problem.budget:
+            plan.status = "already" if not plan.ops else "met"
+            plan.message = f"{cost:.4g} {problem.unit} already meets {problem.budget:g}"
+            return plan
+        model.train(False)
+        self._run(model, problem, plan)
+        if problem.data is not None and plan.ops:
+            recalibrate_bn(model, problem.data.x_train[: self.config.proxy_samples])
         return plan
 
-    def _step(self, model: nn.Module, input_shape: tuple[int, ...]) -> list[PruneOp]:
-        """One step; the ratio doubles while rounding leaves a step with nothing to prune."""
-        ratio = self.config.step_ratio
-        while ratio < 1.0:
-            ops = self._step_at(model, input_shape, ratio)
-            if ops:
-                return ops
-            ratio *= 2  # narrow layers: 10% of 8 channels rounds to 0 at round_to=4
-        return []
+    @abc.abstractmethod
+    def _run(self, model: nn.Module, problem: PruneProblem, plan: PruningPlan) -> None:
+        """Prune ``model`` in place until the budget is met, recording into ``plan``."""
 
-    def _step_at(
-        self, model: nn.Module, input_shape: tuple[int, ...], ratio: float
-    ) -> list[PruneOp]:
-        example = torch.zeros(1, *input_shape)
-        ignored = [m for m in model.modules() if isinstance(m, nn.Linear)]  # keep the classes
-        pruner = tp.pruner.MetaPruner(
-            model, example, importance=self.importance(), pruning_ratio=ratio,
-            ignored_layers=ignored, round_to=self.config.round_to,
-        )  # fmt: skip
-        model.train(False)
-        with torch.no_grad():
-            pruner.step()
-        return [
-            PruneOp(n, bool(o), tuple(int(i) for i in idx))
-            for n, o, idx in pruner.DG.pruning_history()
-        ]
+    def _finish(self, plan: PruningPlan, problem: PruneProblem, cost: float, why: str) -> None:
+        if cost <= problem.budget:
+            plan.status, plan.message = "met", f"{cost:.4g} {problem.unit} <= {problem.budget:g}"
+        else:
+            plan.status = why
+            plan.message = (
+                f"stopped at {cost:.4g} {problem.unit}, above the budget {problem.budget:g}: "
+                + ("no layer can lose more channels" if why == "floor" else "step limit reached")
+            )
 
 
 def count_params(model: nn.Module) -> int:
@@ -178,9 +235,32 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one forward pass at batch 1 (convs and linears)."""
+    total = 0
+
+    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total += out.numel() * k
+        elif isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.train(False)
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
 PRUNERS: Registry[type[Pruner]] = Registry("pruner")
 
 
 def list_pruners() -> list[str]:
-    """Names of the registered pruners."""
+    """Names of the registered pruners (allocation strategies)."""
     return PRUNERS.names()

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from edgeauto.errors import ConfigError, UnknownComponent
 from edgeauto.registry import suggest
@@ -70,16 +78,43 @@ class DeviceSpec(BaseModel):
     gpu: str | None = None
 
 
+#: Connection fields that only one kind of connection uses, by kind.
+_KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    "local": (),
+    "ssh": ("host", "user", "port", "key", "known_hosts", "python"),
+    "adb": ("serial", "benchmark_model", "adb"),
+}
+_SHARED_FIELDS = ("kind", "workdir")
+
+
+def _check_token(name: str, value: str | None) -> None:
+    """Reject values ssh/adb would read as an option or split: a leading '-', whitespace."""
+    if value is not None and (
+        not value or value.startswith("-") or any(c.isspace() for c in value)
+    ):
+        raise ValueError(
+            f"connection.{name} must be non-empty, not start with '-' and hold no spaces "
+            f"(got {value!r}); fix connection.{name}"
+        )
+
+
 class Connection(BaseModel):
-    """How edgeauto reaches the device to run benchmarks.
+    """How edgeauto reaches the device to run benchmarks (see ``edgeauto.latency.runners``).
 
     Attributes:
-        kind: ``"local"`` (this machine), ``"ssh"`` or ``"adb"``.
-        host: SSH host name; required for ``ssh``, forbidden for ``local``.
+        kind: ``"local"`` (this machine), ``"ssh"`` (a Linux board) or ``"adb"`` (Android).
+        host: SSH host name or address; required for ``ssh``.
         user: SSH user, or ``None`` for the SSH default.
         port: SSH port.
+        key: SSH private key file, or ``None`` for ssh's defaults and agent.
+        known_hosts: known_hosts file checked for the board's host key
+            (default ``~/.ssh/known_hosts``); host-key checking is always on.
+        python: Python interpreter on the board that runs the timing script.
         serial: adb device serial, or ``None`` for the only attached device.
-        workdir: Directory on the device where artifacts are copied.
+        benchmark_model: Path on this machine of LiteRT's ``benchmark_model`` binary for the
+            phone's CPU; pushed to the phone. Required to time models over adb.
+        adb: The ``adb`` executable (name on ``PATH`` or a path).
+        workdir: Absolute directory on the device where artifacts are copied.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,17 +123,47 @@ class Connection(BaseModel):
     host: str | None = None
     user: str | None = None
     port: int = Field(default=22, ge=1, le=65535)
+    key: str | None = None
+    known_hosts: str | None = None
+    python: str = "python3"
     serial: str | None = None
+    benchmark_model: str | None = None
+    adb: str = "adb"
     workdir: str = "/tmp/edgeauto"
 
     @model_validator(mode="after")
-    def _check_host(self) -> Connection:
-        """Require ``host`` for ssh and forbid it for local."""
+    def _check_kind_fields(self) -> Connection:
+        """Require ``host`` for ssh; forbid fields of other connection kinds; check tokens."""
         if self.kind == "ssh" and not self.host:
             raise ValueError("an ssh connection needs 'host' (e.g. host: raspberrypi.local)")
-        if self.kind == "local" and self.host is not None:
-            raise ValueError(f"a local connection takes no 'host' (got {self.host!r}); remove it")
+        allowed = set(_KIND_FIELDS[self.kind]) | set(_SHARED_FIELDS)
+        for name in sorted(self.model_fields_set - allowed):
+            value = getattr(self, name)
+            raise ValueError(
+                f"a {self.kind} connection takes no {name!r} (got {value!r}); remove it"
+                + (" or use kind: ssh" if name in _KIND_FIELDS["ssh"] else "")
+                + (" or use kind: adb" if name in _KIND_FIELDS["adb"] else "")
+            )
+        for name in ("host", "user", "serial", "python"):
+            _check_token(name, getattr(self, name))
+        if self.kind != "local" and not self.workdir.startswith("/"):
+            raise ValueError(
+                f"connection.workdir must be an absolute path on the device (got "
+                f"{self.workdir!r}); e.g. workdir: /tmp/edgeauto"
+            )
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump_own_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dump only the fields of this kind of connection (``devices show`` stays short)."""
+        keep = {"kind", *_KIND_FIELDS[self.kind], *(("workdir",) if self.kind != "local" else ())}
+        return {k: v for k, v in handler(self).items() if k in keep}
+
+    def target(self) -> str:
+        """The device as people write it: ``user@host:port``, ``adb:serial`` or ``local``."""
+        if self.kind == "ssh":
+            return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        return f"adb:{self.serial or '(only device)'}" if self.kind == "adb" else "local"
 
 
 class DeviceProfile(BaseModel):
@@ -381,3 +446,57 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
             f"{path.name}; set name: {path.stem}"
         )
     return profile.model_copy(update={"source": path})
+
+
+# --- connection overrides (``edgeauto profile --host pi@10.0.0.5:2222``) -------------------
+
+
+def parse_host(spec: str) -> dict[str, Any]:
+    """Split ``[user@]host[:port]`` (IPv6 as ``[addr]:port``) into connection fields.
+
+    Example:
+        >>> parse_host("pi@10.0.0.5:2222")
+        {'user': 'pi', 'host': '10.0.0.5', 'port': 2222}
+    """
+    user, at, rest = spec.rpartition("@")
+    out: dict[str, Any] = {"user": user} if at else {}
+    host, port = rest, ""
+    if rest.startswith("["):  # [v6]:port
+        host, bracket, tail = rest[1:].partition("]")
+        host = host if bracket else ""
+        port = tail[1:] if tail.startswith(":") else tail
+    elif rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise ConfigError(
+            f"--host must be [user@]host[:port], got {spec!r}; e.g. --host pi@10.0.0.5:22"
+        )
+    out["host"] = host
+    if port:
+        out["port"] = int(port)
+    return out
+
+
+def with_connection(profile: DeviceProfile, **overrides: Any) -> DeviceProfile:
+    """A copy of ``profile`` whose connection has ``overrides`` (``None`` values ignored).
+
+    The result is validated like a YAML profile: a bad value raises :class:`ConfigError`
+    naming the field.
+    """
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return profile
+    data = {**profile.connection.model_dump(exclude_unset=True), **changes}
+    data.setdefault("kind", profile.connection.kind)
+    try:
+        conn = Connection.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "value_error":  # our validator's message names field and fix
+            raise ConfigError(f"device {profile.name}: {first['ctx']['error']}") from None
+        field = ".".join(str(p) for p in ("connection", *first["loc"]))
+        raise ConfigError(
+            f"device {profile.name}: field {field!r}: {first['msg']} (got "
+            f"{_short(repr(first.get('input')))}); fix the command-line override"
+        ) from None
+    return profile.model_copy(update={"connection": conn})

@@ -1,15 +1,17 @@
 """Build latency tables by timing each block alone with the device's real runtime.
 
-Every block is exported to ONNX, converted to the runtime's artifact, and timed: median and
-p90 of ``runs`` runs after ``warmup``. The table is saved atomically every few keys, so an
-interrupted run resumes where it stopped and a re-run skips measured keys.
+Every block is exported to ONNX and converted to the runtime's artifact on this machine, then
+timed on the device by its runner (local, SSH or ADB): median and p90 of ``runs`` runs after
+``warmup``. Blocks go to the runner in batches (one round trip per batch on remote devices) and
+the table is saved atomically after each batch, so an interrupted run resumes where it stopped
+and a re-run skips measured keys.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +21,14 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.latency.key import OpKey
+from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
+from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.runtimes import Runtime, get_runtime
 from edgeauto.spaces.modules import Stem, block_for_key
 from edgeauto.version import __version__
 
 Progress = Callable[[int, int, OpKey | None], None]
-SAVE_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -46,26 +49,50 @@ class ProfileSettings:
 
 
 class BlockTimer:
-    """Times single modules with one runtime on the local machine."""
+    """Exports and converts single modules here, and times them on the device via a runner.
 
-    def __init__(self, runtime: Runtime, threads: int, settings: ProfileSettings) -> None:
-        self.runtime, self.threads, self.settings = runtime, threads, settings
+    Conversion always runs on this machine (the device needs only its runtime); the
+    :class:`~edgeauto.latency.runners.Runner` decides where the artifacts are timed.
+    """
+
+    def __init__(
+        self, runtime: Runtime, threads: int, settings: ProfileSettings, runner: Runner
+    ) -> None:
+        self.runtime, self.threads, self.settings, self.runner = runtime, threads, settings, runner
         self._dir = tempfile.TemporaryDirectory(prefix="edgeauto-profile-")
+
+    def _artifact(self, module: nn.Module, input_shape: tuple[int, int, int], name: str) -> Path:
+        work = Path(self._dir.name)
+        onnx_path = export_onnx(module.train(False), input_shape, work / f"{name}.onnx")
+        return self.runtime.from_onnx(onnx_path, work / f"{name}{self.runtime.suffix}")
+
+    def _measure(self, artifacts: list[Path]) -> list[LatencyStat]:
+        s = self.settings
+        return self.runner.measure_many(artifacts, self.threads, s.runs, s.warmup, s.rounds)
 
     def time_module(self, module: nn.Module, input_shape: tuple[int, int, int]) -> LatencyStat:
         """Export, convert and time ``module`` for a batch-1 input of ``input_shape``."""
-        work = Path(self._dir.name)
-        onnx_path = export_onnx(module.train(False), input_shape, work / "block.onnx")
-        artifact = self.runtime.from_onnx(onnx_path, work / f"block{self.runtime.suffix}")
-        s = self.settings
-        return self.runtime.measure(artifact, self.threads, s.runs, s.warmup, s.rounds)
+        return self._measure([self._artifact(module, input_shape, "block")])[0]
+
+    def time_keys(self, keys: Sequence[OpKey]) -> list[LatencyStat]:
+        """Time the block of every key in one runner call (one round trip on remote devices)."""
+        artifacts = [
+            self._artifact(block_for_key(k), (k.cin, k.h, k.w), f"block{i}")
+            for i, k in enumerate(keys)
+        ]
+        return self._measure(artifacts)
 
     def time_key(self, key: OpKey) -> LatencyStat:
-        return self.time_module(block_for_key(key), (key.cin, key.h, key.w))
+        return self.time_keys([key])[0]
 
     def time_overhead(self) -> LatencyStat:
         """A one-channel 3x3 conv on a 1x1 input: the fixed cost of invoking any model."""
         return self.time_module(Stem(1, 1, 1), (1, 1, 1))
+
+    def close(self) -> None:
+        """Close the runner and remove the converted blocks."""
+        self.runner.close()
+        self._dir.cleanup()
 
 
 def cpu_model() -> str:
@@ -82,14 +109,25 @@ def cpu_model() -> str:
 
 
 def new_table(
-    profile: DeviceProfile, runtime: Runtime, space: str, s: ProfileSettings
+    profile: DeviceProfile,
+    runtime: Runtime,
+    space: str,
+    s: ProfileSettings,
+    info: DeviceInfo | None = None,
 ) -> LatencyTable:
-    """An empty table with this machine's provenance."""
+    """An empty table whose provenance names the device's CPU and runtime version.
+
+    ``info`` is what the device's runner reported (:meth:`Runner.describe`); without it the
+    figures come from this machine (local devices) or the profile's spec.
+    """
+    if info is None:
+        local = profile.connection.kind == "local"
+        info = DeviceInfo(cpu_model() if local else profile.spec.cpu, runtime.version())
     prov = Provenance(
-        device=profile.name, cpu_model=cpu_model() if profile.connection.kind == "local" else profile.spec.cpu,
-        runtime=runtime.name, runtime_version=runtime.version(), threads=profile.threads,
-        runs=s.runs * s.rounds, warmup=s.warmup, space=space,
-        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), edgeauto_version=__version__,
+        device=profile.name, cpu_model=info.cpu_model, runtime=runtime.name,
+        runtime_version=info.runtime_version, threads=profile.threads, runs=s.runs * s.rounds,
+        warmup=s.warmup, space=space, date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        edgeauto_version=__version__,
     )  # fmt: skip
     return LatencyTable(prov)
 
@@ -106,29 +144,74 @@ def check_compatible(table: LatencyTable, profile: DeviceProfile, runtime: Runti
 
 
 def fill_table(
-    table: LatencyTable, keys: Iterable[OpKey], timer: BlockTimer, progress: Progress | None = None
+    table: LatencyTable,
+    keys: Iterable[OpKey],
+    timer: BlockTimer,
+    progress: Progress | None = None,
+    batch: int | None = None,
 ) -> int:
-    """Measure every key of ``keys`` missing from ``table``; save as it goes. Returns count."""
+    """Measure every key of ``keys`` missing from ``table``; returns how many were measured.
+
+    Keys go to the runner ``batch`` at a time (default: the runner's ``batch_size``) and the
+    table is saved atomically after the overhead and after every batch. A failure mid-way
+    (a cut SSH connection, say) raises with every finished batch on disk, and a re-run skips
+    them: only missing keys are measured.
+    """
     todo = table.missing(keys)
+    size = batch or timer.runner.batch_size
     if table.overhead is None:
         table.overhead = timer.time_overhead()
-    for i, key in enumerate(todo, 1):
+        _save(table)
+    for start in range(0, len(todo), size):
+        chunk = todo[start : start + size]
         if progress:
-            progress(i - 1, len(todo), key)
-        table.entries[key] = timer.time_key(key)
-        if table.path and (i % SAVE_EVERY == 0 or i == len(todo)):
-            table.save()
+            progress(start, len(todo), chunk[0])
+        stats = timer.time_keys(chunk)  # all of the batch or an error: no half-filled batch
+        table.entries.update(zip(chunk, stats))
+        _save(table)
     if progress:
         progress(len(todo), len(todo), None)
     return len(todo)
 
 
+def _save(table: LatencyTable) -> None:
+    if table.path:
+        table.save()
+
+
+def make_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:
+    """A timer for the profile's device, reached through its connection's runner.
+
+    Close it when done (:meth:`BlockTimer.close`).
+    """
+    runner = get_runner(profile)
+    return BlockTimer(get_runtime(profile.runtime), profile.threads, settings, runner)
+
+
+def open_device_table(
+    profile: DeviceProfile, space: str, timer: BlockTimer, root: Path | None = None
+) -> LatencyTable:
+    """The device's table for ``space`` from ``root`` (default ``hw_latency/``), or a new one.
+
+    A new table asks the device for its CPU and runtime version (and so fails early, before
+    any block is converted, when the device cannot be reached or lacks the runtime). Nothing
+    is written until something is measured.
+    """
+    path = table_path(profile, space, root)
+    table = load_if_exists(path)
+    if table is None:
+        info = timer.runner.describe()
+        table = new_table(profile, timer.runtime, space, timer.settings, info)
+        table.path = path
+    check_compatible(table, profile, timer.runtime)
+    return table
+
+
 def local_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:
-    """A timer for a profile reached locally; other connections need their runner."""
+    """A timer for a profile reached locally (:func:`make_timer` serves every connection)."""
     if profile.connection.kind != "local":
         raise RunnerError(
-            f"device {profile.name!r} is reached over {profile.connection.kind}; this build "
-            "profiles local devices only (remote SSH/ADB runners come with the table builder "
-            "for real devices); profile on the device itself or use --device host"
+            f"device {profile.name!r} is reached over {profile.connection.kind}; local_timer "
+            "times this machine only; use make_timer(profile, settings) for its runner"
         )
-    return BlockTimer(get_runtime(profile.runtime), profile.threads, settings)
+    return make_timer(profile, settings)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,15 @@ class LatencyStat:
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where and how a table was measured."""
+    """Where and how a table was measured.
+
+    Tables imported from a publication (``edgeauto lut import``) set ``imported`` and say
+    where the numbers come from: ``source`` (format, origin and path), ``source_files``
+    (file name -> SHA-256 of the bytes read), ``source_units`` (converted to ms on import)
+    and ``notes`` (how the source's statistics map to ours). For them ``runtime`` is the
+    source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when the source does not
+    say; each entry's ``runs`` holds the source's count.
+    """
 
     device: str
     cpu_model: str
@@ -49,6 +58,22 @@ class Provenance:
     space: str
     date: str
     edgeauto_version: str
+    imported: bool = False
+    source: str = ""
+    source_files: dict[str, str] = field(default_factory=dict)
+    source_units: str = ""
+    notes: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON; the import fields only when set, so measured tables keep their hash."""
+        data = asdict(self)
+        return {k: v for k, v in data.items() if _IMPORT_DEFAULTS.get(k, ...) != v}
+
+
+# Fields added for imported tables, at the values a measured table has.
+_IMPORT_DEFAULTS: dict[str, Any] = {
+    "imported": False, "source": "", "source_files": {}, "source_units": "", "notes": "",
+}  # fmt: skip
 
 
 @dataclass
@@ -64,6 +89,9 @@ class LatencyTable:
     overhead: LatencyStat | None = None
     entries: dict[OpKey, LatencyStat] = field(default_factory=dict)
     path: Path | None = None
+    # Keys whose numbers were estimated, not measured (an imported table's fixed blocks the
+    # source never timed; see edgeauto.latency.importers). Reports should label them.
+    estimated: set[OpKey] = field(default_factory=set)
 
     # -- lookups ---------------------------------------------------------------------------
     def lookup(self, key: OpKey) -> LatencyStat:
@@ -99,7 +127,14 @@ class LatencyTable:
         return sorted(same, key=key.distance)[:n]
 
     def profile_command(self) -> str:
+        """The command that would add a missing key to this table."""
         p = self.provenance
+        if p.imported:  # source is "<format> <path>" (see edgeauto.latency.importers)
+            fmt, _, where = p.source.partition(" ")
+            return (
+                f"edgeauto lut import --format {fmt} {where} --device {p.device} "
+                f"--space {p.space} --dataset <the dataset you run on>"
+            )
         return f"edgeauto profile --device {p.device} --space {p.space}"
 
     def _miss_message(self, key: OpKey) -> str:
@@ -116,10 +151,17 @@ class LatencyTable:
     def to_json(self) -> dict[str, Any]:
         ov = asdict(self.overhead) if self.overhead else None
         items = sorted(self.entries.items())
-        entries = [{"key": k.to_json(), **asdict(s)} for k, s in items]
+        entries = [
+            {
+                "key": k.to_json(),
+                **asdict(s),
+                **({"estimated": True} if k in self.estimated else {}),
+            }
+            for k, s in items
+        ]
         return {
             "schema_version": SCHEMA_VERSION,
-            "provenance": asdict(self.provenance),
+            "provenance": self.provenance.to_json(),
             "overhead": ov,
             "entries": entries,
         }
@@ -139,6 +181,11 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path | None = None) -> LatencyTable:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"latency table {path} must be a JSON object with schema_version, provenance "
+                f"and entries, got {type(data).__name__}; re-run edgeauto profile"
+            )
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ConfigError(
                 f"latency table {path}: schema_version must be {SCHEMA_VERSION}, "
@@ -146,16 +193,23 @@ class LatencyTable:
             )
         try:
             prov = Provenance(**data["provenance"])
-            ov = LatencyStat(**data["overhead"]) if data.get("overhead") else None
-            entries = {
-                OpKey.from_json(e["key"]): LatencyStat(e["median_ms"], e["p90_ms"], e["runs"])
-                for e in data["entries"]
-            }
-        except (KeyError, TypeError) as exc:
+            ov = (
+                _checked(LatencyStat(**data["overhead"]), "overhead", path)
+                if data.get("overhead")
+                else None
+            )
+            entries, estimated = {}, set()
+            for e in data["entries"]:
+                key = OpKey.from_json(e["key"])
+                stat = LatencyStat(e["median_ms"], e["p90_ms"], e["runs"])
+                entries[key] = _checked(stat, key.describe(), path)
+                if e.get("estimated"):
+                    estimated.add(key)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"latency table {path} is malformed ({exc}); re-run edgeauto profile"
             ) from None
-        return cls(prov, ov, entries, path)
+        return cls(prov, ov, entries, path, estimated)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
@@ -170,3 +224,16 @@ class LatencyTable:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"latency table {path} is not valid JSON: {exc}") from None
         return cls.from_json(data, path)
+
+
+def _checked(stat: LatencyStat, what: str, path: Path | None) -> LatencyStat:
+    """``stat`` if its latencies are positive finite numbers, else :class:`ConfigError`."""
+    for name in ("median_ms", "p90_ms"):
+        value = getattr(stat, name)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value <= 0:
+            raise ConfigError(
+                f"latency table {path}: {what} has {name} {value!r}; latencies must be positive "
+                "finite milliseconds; delete the table (or the entry) and measure it again"
+            )
+    return stat

@@ -11,12 +11,16 @@ import abc
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from edgeauto.devices.roofline import check_budget
 from edgeauto.errors import BudgetInfeasible, ConfigError
 from edgeauto.latency.key import OpKey
 from edgeauto.registry import Registry
 from edgeauto.spaces.base import Arch, SearchSpace
+
+if TYPE_CHECKING:
+    from edgeauto.devices.profile import DeviceProfile
 
 
 class LatencyPredictor(Protocol):
@@ -29,7 +33,11 @@ class LatencyPredictor(Protocol):
 
 @dataclass
 class SearchProblem:
-    """A space, a latency predictor and budget, an evaluator and a trial count."""
+    """A space, a latency predictor and budget, an evaluator and a trial count.
+
+    With the device's ``profile``, :meth:`check_feasible` also rejects budgets below the
+    roofline floor of the space's smallest arch (:mod:`edgeauto.devices.roofline`).
+    """
 
     space: SearchSpace
     latency: LatencyPredictor
@@ -38,6 +46,7 @@ class SearchProblem:
     trials: int = 8
     seed: int = 0
     device: str = "device"
+    profile: DeviceProfile | None = None
 
     def predict(self, arch: Arch) -> float:
         return self.latency.predict_keys(self.space.blocks(arch))
@@ -50,6 +59,8 @@ class SearchProblem:
         budget = self.budget_ms if budget_ms is None else budget_ms
         if budget <= 0:
             raise ConfigError(f"latency budget must be > 0 ms, got {budget}")
+        if self.profile is not None:  # the physical bound first: it holds for any table
+            check_budget(self.space, self.profile, budget)
         cheapest = self.space.cheapest(self.latency.block_ms)
         ms = self.predict(cheapest)
         if ms > budget:

@@ -6,7 +6,9 @@ from collections.abc import Callable
 
 from edgeauto.registry import Registry
 from edgeauto.spaces.base import SKIP, Arch, Choice, SearchSpace
+from edgeauto.spaces.fbnet_cifar import FBNetCifarSpace
 from edgeauto.spaces.layerwise import LayerwiseSpace, SpaceConfig, StageSpec
+from edgeauto.spaces.mbv3 import OFAMobileNetV3Space
 
 SpaceFactory = Callable[[tuple[int, int, int], int], SearchSpace]
 SPACES: Registry[SpaceFactory] = Registry("search space")
@@ -40,6 +42,9 @@ def _factory(name: str, config: SpaceConfig) -> SpaceFactory:
 
 SPACES.register("fbnet-lite")(_factory("fbnet-lite", FBNET_LITE))
 SPACES.register("fbnet-micro")(_factory("fbnet-micro", FBNET_MICRO))
+# The published tables' spaces (imported with `edgeauto lut import`).
+SPACES.register("ofa-mbv3")(OFAMobileNetV3Space)
+SPACES.register("fbnet-cifar")(FBNetCifarSpace)
 
 
 def get_space(name: str, input_shape: tuple[int, int, int], num_classes: int) -> SearchSpace:
@@ -53,6 +58,6 @@ def list_spaces() -> list[str]:
 
 
 __all__ = [
-    "SKIP", "SPACES", "Arch", "Choice", "LayerwiseSpace", "SearchSpace", "SpaceConfig",
-    "StageSpec", "get_space", "list_spaces",
+    "SKIP", "SPACES", "Arch", "Choice", "FBNetCifarSpace", "LayerwiseSpace",
+    "OFAMobileNetV3Space", "SearchSpace", "SpaceConfig", "StageSpec", "get_space", "list_spaces",
 ]  # fmt: skip

@@ -20,11 +20,13 @@ Cost = Callable[[OpKey], float]
 class Choice:
     """One candidate block of a searchable layer: an inverted residual or ``skip``.
 
-    ``skip`` is ``Choice(0, 0)``; its name round-trips through :meth:`parse`.
+    ``skip`` is ``Choice(0, 0)``; ``groups`` > 1 means grouped 1x1 convs with a channel
+    shuffle (FBNet's ``k3_e1_g2``). Names round-trip through :meth:`parse`.
     """
 
     kernel: int
     expansion: int
+    groups: int = 1
 
     @property
     def is_skip(self) -> bool:
@@ -32,21 +34,29 @@ class Choice:
 
     @property
     def name(self) -> str:
-        return "skip" if self.is_skip else f"k{self.kernel}_e{self.expansion}"
+        if self.is_skip:
+            return "skip"
+        group = f"_g{self.groups}" if self.groups > 1 else ""
+        return f"k{self.kernel}_e{self.expansion}{group}"
 
     @classmethod
     def parse(cls, name: str) -> Choice:
-        """Parse ``'k3_e6'`` or ``'skip'``; anything else raises :class:`ConfigError`."""
+        """Parse ``'k3_e6'``, ``'k5_e1_g2'`` or ``'skip'``; else :class:`ConfigError`."""
         if name == "skip":
             return SKIP
         try:
-            k, e = name.split("_")
-            if k[0] != "k" or e[0] != "e":
+            parts = name.split("_")
+            k, e, *g = parts
+            if k[0] != "k" or e[0] != "e" or len(g) > 1 or (g and g[0][0] != "g"):
                 raise ValueError(name)
-            return cls(int(k[1:]), int(e[1:]))
+            groups = int(g[0][1:]) if g else 1
+            if groups < 2 and g:
+                raise ValueError(name)  # '_g1' is spelled without the suffix
+            return cls(int(k[1:]), int(e[1:]), groups)
         except (ValueError, IndexError):
             raise ConfigError(
-                f"block choice {name!r} is not of the form 'k<kernel>_e<expansion>' or 'skip'"
+                f"block choice {name!r} is not of the form 'k<kernel>_e<expansion>' or 'skip' "
+                "(grouped: 'k<kernel>_e<expansion>_g<groups>')"
             ) from None
 
 
@@ -55,9 +65,11 @@ SKIP = Choice(0, 0)
 
 @dataclass(frozen=True)
 class Arch:
-    """An architecture: one width per stage and one :class:`Choice` per layer.
+    """An architecture: one width per stage, one :class:`Choice` per layer, a resolution.
 
-    Plain, hashable data with a JSON round trip.
+    Plain, hashable data with a JSON round trip. ``resolution`` is the side of the square
+    image the network runs at, for spaces that search it (``ofa-mbv3``); 0 means the space
+    does not search it and the network runs at the data's size.
 
     Example:
         >>> a = Arch((8, 16), ((Choice(3, 1),), (Choice(5, 3),)))
@@ -67,9 +79,16 @@ class Arch:
 
     widths: tuple[int, ...]
     layers: tuple[tuple[Choice, ...], ...]
+    resolution: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"widths": list(self.widths), "layers": [[c.name for c in st] for st in self.layers]}
+        data: dict[str, Any] = {
+            "widths": list(self.widths),
+            "layers": [[c.name for c in st] for st in self.layers],
+        }
+        if self.resolution:
+            data["resolution"] = self.resolution
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Arch:
@@ -77,15 +96,16 @@ class Arch:
         try:
             widths = tuple(int(w) for w in data["widths"])
             layers = tuple(tuple(Choice.parse(n) for n in st) for st in data["layers"])
+            resolution = int(data.get("resolution", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"arch JSON must have 'widths' and 'layers' lists: {exc}") from None
-        return cls(widths, layers)
+        return cls(widths, layers, resolution)
 
     def describe(self) -> str:
         stages = (
             f"{w}:[{','.join(c.name for c in st)}]" for w, st in zip(self.widths, self.layers)
         )
-        return " ".join(stages)
+        return (f"r{self.resolution} " if self.resolution else "") + " ".join(stages)
 
 
 class SearchSpace(abc.ABC):

@@ -4,6 +4,12 @@ The project's tests call these for every name in the registries, so a new space,
 pruner or runtime is checked the moment it registers. Third-party components can call them too.
 """
 
-from edgeauto.testing.conformance import check_pruner, check_runtime, check_space, check_strategy
+from edgeauto.testing.conformance import (
+    check_criterion,
+    check_pruner,
+    check_runtime,
+    check_space,
+    check_strategy,
+)
 
-__all__ = ["check_pruner", "check_runtime", "check_space", "check_strategy"]
+__all__ = ["check_criterion", "check_pruner", "check_runtime", "check_space", "check_strategy"]

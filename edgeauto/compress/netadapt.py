@@ -1,0 +1,176 @@
+"""Latency-driven allocation after NetAdapt (Yang et al.), with depth pruning.
+
+Each iteration aims ``(start - budget) / iterations`` below the current cost. For every
+prunable layer it proposes the smallest cut (a multiple of ``round_to`` channels, least
+important first by the criterion) that reaches that target by the cost model; for every
+removable block (a residual block or a same-shape layer) it proposes removing it. Each
+proposal is scored by an accuracy proxy (validation loss, optionally after a short fine-tune)
+per unit of cost saved, and the cheapest proposal is kept. A layer that cannot reach the
+target alone still proposes its largest cut, so the loop never stalls while anything is left.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edgeauto.compress.base import (
+    PRUNERS,
+    PruneOp,
+    PruneProblem,
+    Pruner,
+    PruneStep,
+    PruningPlan,
+    count_params,
+)
+from edgeauto.compress.graph import (
+    build_graph,
+    check_prunable,
+    depth_candidates,
+    prunable_groups,
+    remove_module,
+)
+from edgeauto.compress.scratch import recalibrate_bn
+from edgeauto.data import Dataset
+from edgeauto.errors import ConfigError
+from edgeauto.train import TrainConfig, fit
+
+
+@dataclass
+class Proposal:
+    """One candidate change, its model and cost, and its proxy loss."""
+
+    action: str
+    ops: list[PruneOp]
+    model: nn.Module
+    cost: float
+    loss: float = float("nan")
+
+
+@torch.no_grad()
+def proxy_loss(model: nn.Module, data: Dataset, samples: int) -> float:
+    """Cross-entropy on the first ``samples`` validation examples (the accuracy proxy)."""
+    model.train(False)
+    x, y = data.x_val[:samples], data.y_val[:samples]
+    return float(nn.functional.cross_entropy(model(x), y))
+
+
+def prune_channels(
+    model: nn.Module, input_shape: tuple[int, ...], root: str, idxs: list[int]
+) -> list[PruneOp]:
+    """Remove channels ``idxs`` of the group rooted at ``root`` (and every coupled tensor)."""
+    dg = build_graph(model, input_shape)
+    module = model.get_submodule(root)
+    for _name, mod, group in prunable_groups(dg, model):
+        if mod is module:
+            dg.get_pruning_group(module, group[0].dep.pruning_fn, idxs).prune()
+            return [
+                PruneOp(n, bool(o), tuple(int(i) for i in ix)) for n, o, ix in dg.pruning_history()
+            ]
+    raise ConfigError(f"no prunable channel group is rooted at {root!r}")
+
+
+@PRUNERS.register("netadapt")
+class NetAdaptPruner(Pruner):
+    """Per-layer cuts sized by the cost model, chosen by accuracy per unit of cost saved."""
+
+    name = "netadapt"
+
+    def _run(self, model: nn.Module, problem: PruneProblem, plan: PruningPlan) -> None:
+        if problem.data is None:
+            raise ConfigError("netadapt needs validation data for its accuracy proxy")
+        check_prunable(model, problem.input_shape)
+        cost = problem.cost(model)
+        delta = (cost - problem.budget) / self.config.iterations
+        for _ in range(self.config.max_steps):
+            if cost <= problem.budget:
+                break
+            best = self._best(model, problem, cost, max(problem.budget, cost - delta))
+            if best is None:
+                return self._finish(plan, problem, cost, "floor")
+            PruningPlan("", 0.0, ops=best.ops).apply(model, problem.input_shape)
+            recalibrate_bn(model, problem.data.x_train[: self.config.proxy_samples])
+            plan.ops.extend(best.ops)
+            if self.config.finetune_batches:
+                cfg = TrainConfig(epochs=1, max_batches=self.config.finetune_batches, lr=1e-3)
+                fit(model, problem.data, cfg, self.config.seed)
+            cost = best.cost
+            plan.steps.append(PruneStep(len(plan.steps), cost, count_params(model), best.action))
+        self._finish(plan, problem, cost, "max_steps")
+
+    def _best(
+        self, model: nn.Module, problem: PruneProblem, cost: float, target: float
+    ) -> Proposal | None:
+        """The proposal that loses the least proxy accuracy per unit of cost saved."""
+        data, n = problem.data, self.config.proxy_samples
+        assert data is not None  # checked in _run
+        base = proxy_loss(model, data, n)
+        proposals = self._channel_proposals(model, problem, target)
+        if self.config.depth:
+            proposals += self._depth_proposals(model, problem)
+        proposals = [p for p in proposals if p.cost < cost]
+        for p in proposals:  # adaptive BN first: stale statistics would swamp the comparison
+            p.loss = proxy_loss(recalibrate_bn(p.model, data.x_train[:n]), data, n)
+        if not proposals:
+            return None
+        return min(proposals, key=lambda p: (p.loss - base) / (cost - p.cost))
+
+    def _channel_proposals(
+        self, model: nn.Module, problem: PruneProblem, target: float
+    ) -> list[Proposal]:
+        if self.criterion.needs_data:
+            self.criterion.prepare(model, problem.data)
+        else:
+            self.criterion.bind(model)
+        dg = build_graph(model, problem.input_shape)
+        out = []
+        for name, _mod, group in prunable_groups(dg, model):
+            scores = self.criterion.group_scores(group)
+            if scores is not None and (p := self._cut(model, problem, name, scores, target)):
+                out.append(p)
+        return out
+
+    def _cut(
+        self, model: nn.Module, problem: PruneProblem, root: str, scores: torch.Tensor,
+        target: float,
+    ) -> Proposal | None:  # fmt: skip
+        """The smallest cut of ``root``'s channels that reaches ``target`` (or the largest)."""
+        step = self.config.round_to or 1
+        n = len(scores)
+        most = min(int(n * self.config.max_ratio) // step * step, n - step)
+        if most < step:
+            return None
+        order = scores.argsort().tolist()  # least important first
+
+        def make(k: int) -> Proposal:
+            cand = copy.deepcopy(model)
+            ops = prune_channels(cand, problem.input_shape, root, sorted(order[:k]))
+            return Proposal(f"cut {k}/{n} channels of {root}", ops, cand, problem.cost(cand))
+
+        lo, k = 0, step  # lo: largest k known to miss the target
+        best = make(k)
+        while best.cost > target and k < most:
+            lo, k = k, min(2 * k, most)
+            best = make(k)
+        while best.cost <= target and k - lo > step:  # bisect down to the smallest cut
+            mid = (lo + k) // 2 // step * step
+            if mid <= lo:
+                break
+            cand = make(mid)
+            if cand.cost <= target:
+                best, k = cand, mid
+            else:
+                lo = mid
+        return best
+
+    def _depth_proposals(self, model: nn.Module, problem: PruneProblem) -> list[Proposal]:
+        out = []
+        for c in depth_candidates(model, problem.input_shape):
+            cand = copy.deepcopy(model)
+            remove_module(cand, c.name)
+            ops = [PruneOp(c.name, False, (), "remove")]
+            out.append(Proposal(f"remove {c.name}", ops, cand, problem.cost(cand)))
+        return out

@@ -1,0 +1,117 @@
+"""The :class:`Runner` role: time artifacts on a device, whichever way the device is reached.
+
+One runner serves both table building (many small block models per call, :meth:`measure_many`)
+and verification of a finished artifact (:meth:`measure`). The runtime follows the artifact's
+suffix: ``.tflite`` is timed with LiteRT, ``.onnx`` with ONNX Runtime.
+
+Example:
+    >>> with get_runner(load_profile("raspberry-pi-4")) as runner:
+    ...     stat = runner.measure(Path("model.tflite"), threads=4, runs=100, warmup=20)
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+from edgeauto.devices.profile import DeviceProfile
+from edgeauto.errors import RunnerError
+from edgeauto.latency.table import LatencyStat
+from edgeauto.registry import Registry
+
+#: Artifact suffix -> runtime name, as registered in :data:`edgeauto.runtimes.RUNTIMES`.
+SUFFIX_RUNTIME: dict[str, str] = {".tflite": "litert", ".onnx": "onnxruntime"}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a runner reports about its device, for a table's provenance."""
+
+    cpu_model: str
+    runtime_version: str
+
+
+class Runner(abc.ABC):
+    """Times artifacts on one device. Registered in :data:`RUNNERS` under its connection kind.
+
+    Subclasses implement :meth:`measure_many` (one device round trip for a batch of models)
+    and :meth:`describe`. Every failure to reach or use the device is a :class:`RunnerError`
+    whose one-line message names the device and the fix.
+    """
+
+    kind: ClassVar[str]
+    #: Blocks per :meth:`measure_many` call when building a table; the table is saved after
+    #: each call, so this is also what a cut connection can lose.
+    batch_size: ClassVar[int] = 8
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        self.profile = profile
+
+    @abc.abstractmethod
+    def measure_many(
+        self, artifacts: Sequence[Path], threads: int, runs: int, warmup: int, rounds: int = 1
+    ) -> list[LatencyStat]:
+        """Median/p90 of ``runs`` batch-1 runs after ``warmup``, per artifact, in order.
+
+        ``rounds`` fresh sessions per artifact are pooled. Either every artifact is timed or
+        a :class:`RunnerError` is raised: callers never see a partial batch.
+        """
+
+    @abc.abstractmethod
+    def describe(self) -> DeviceInfo:
+        """CPU model and the version of the profile's runtime, as found on the device."""
+
+    def measure(
+        self, artifact: Path, threads: int, runs: int, warmup: int, rounds: int = 1
+    ) -> LatencyStat:
+        """Time one artifact (see :meth:`measure_many`)."""
+        return self.measure_many([artifact], threads, runs, warmup, rounds)[0]
+
+    def close(self) -> None:
+        """Release connections or temp files (nothing by default)."""
+        return None  # a hook, not abstract: most runners hold nothing between calls
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def runtime_of(artifact: Path) -> str:
+    """The runtime that times ``artifact``, from its suffix."""
+    try:
+        return SUFFIX_RUNTIME[Path(artifact).suffix]
+    except KeyError:
+        raise RunnerError(
+            f"artifact {artifact} has suffix {Path(artifact).suffix!r}; runners time "
+            f"{', '.join(SUFFIX_RUNTIME)} files; export the model to one of them"
+        ) from None
+
+
+def check_counts(runs: int, warmup: int, rounds: int) -> None:
+    """Timing counts a runner accepts (the same rules on every device)."""
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise RunnerError(
+            f"runs and rounds must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}, "
+            f"rounds={rounds}; fix the timing settings"
+        )
+
+
+RUNNERS: Registry[type[Runner]] = Registry("runner")
+
+
+def get_runner(profile: DeviceProfile) -> Runner:
+    """The runner for the profile's connection kind, ready to use (close it when done)."""
+    return RUNNERS.get(profile.connection.kind)(profile)
+
+
+def list_runners() -> list[str]:
+    """Names (connection kinds) of the registered runners."""
+    return RUNNERS.names()

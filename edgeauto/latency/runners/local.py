@@ -1,0 +1,37 @@
+"""The ``local`` runner: this machine, with the runtimes edgeauto itself imports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeauto.devices.profile import host_cpu_name
+from edgeauto.latency.runners.base import (
+    RUNNERS,
+    DeviceInfo,
+    Runner,
+    check_counts,
+    runtime_of,
+)
+from edgeauto.latency.table import LatencyStat
+from edgeauto.runtimes import get_runtime
+
+
+@RUNNERS.register("local")
+class LocalRunner(Runner):
+    """Times artifacts in this process with :meth:`edgeauto.runtimes.Runtime.measure`."""
+
+    kind = "local"
+    batch_size = 1  # no round trip to save: per-key progress and saves
+
+    def measure_many(
+        self, artifacts: Sequence[Path], threads: int, runs: int, warmup: int, rounds: int = 1
+    ) -> list[LatencyStat]:
+        check_counts(runs, warmup, rounds)
+        return [
+            get_runtime(runtime_of(a)).measure(Path(a), threads, runs, warmup, rounds)
+            for a in artifacts
+        ]
+
+    def describe(self) -> DeviceInfo:
+        return DeviceInfo(host_cpu_name(), get_runtime(self.profile.runtime).version())
