@@ -98,13 +98,72 @@ def run(
         manifest = run_pipeline(cfg, RichReporter())
     except EdgeAutoError as exc:
         _fail(exc)
+    _finish(manifest, cfg.tolerance)
+
+
+def _finish(manifest, tolerance: float) -> None:
+    """Print the summary; exit 3 when the measured latency is over budget."""
     _summary(manifest)
     if not manifest.within_budget:
         err.print(
             f"[bold red]over budget:[/] measured {manifest.measured_ms:.4f} ms > "
-            f"{manifest.budget_ms:g} ms + {cfg.tolerance:.0%}", highlight=False,
+            f"{manifest.budget_ms:g} ms + {tolerance:.0%}", highlight=False,
         )  # fmt: skip
         raise typer.Exit(3)
+
+
+@app.command()
+def compress(
+    model: Annotated[
+        str | None, typer.Option(help="Your model: module:function or file.py:function.")
+    ] = None,
+    from_run: Annotated[
+        str | None, typer.Option("--from", help="Or the --out directory of an edgeauto run.")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="state_dict file (torch.save) for --model or --from.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="Device profile name or YAML path.")] = "host",
+    latency_ms: Annotated[
+        str, typer.Option("--latency-ms", help="Budget in ms (batch 1).")
+    ] = "0.5",
+    dataset: Annotated[
+        str, typer.Option(help="Data for fine-tuning and criteria (--from: the run's).")
+    ] = "mnist5k",
+    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/compress",
+    criterion: Annotated[
+        str, typer.Option(help="l1, l2, taylor, taylor2, hessian, ispasp or random.")
+    ] = "l1",
+    allocation: Annotated[str, typer.Option(help="netadapt or uniform.")] = "netadapt",
+    scratch_baseline: Annotated[
+        bool, typer.Option(help="Also train the pruned architecture from scratch.")
+    ] = False,
+    epochs: Annotated[int, typer.Option(help="Training epochs when no --weights.")] = 5,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    tolerance: Annotated[float, typer.Option(help="Allowed measured overshoot.")] = 0.10,
+    tables: Annotated[str | None, typer.Option(help="Latency tables folder.")] = None,
+    resume: Annotated[bool, typer.Option(help="Reuse finished stages of --out.")] = False,
+) -> None:
+    """Prune an existing model to a latency budget on DEVICE, then export and verify it."""
+    from edgeauto.compression import compress as compress_model
+    from edgeauto.config import RunConfig
+    from edgeauto.progress import RichReporter
+
+    try:
+        cfg = RunConfig(
+            device=device, latency_ms=_latency(latency_ms), dataset=dataset, out=out_dir,
+            seed=seed, epochs=epochs, finetune_epochs=finetune_epochs, criterion=criterion,
+            allocation=allocation, scratch_baseline=scratch_baseline, tolerance=tolerance,
+            tables=tables, resume=resume, model=model, from_run=from_run, weights=weights,
+        )  # fmt: skip
+        manifest = compress_model(cfg, RichReporter())
+    except EdgeAutoError as exc:
+        _fail(exc)
+    plan = manifest["pruning"]
+    if plan.get("status") in ("already", "floor"):
+        err.print(f"pruning: {plan['message']}", markup=False, highlight=False)
+    _finish(manifest, cfg.tolerance)
 
 
 def _summary(manifest) -> None:

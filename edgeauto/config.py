@@ -48,6 +48,10 @@ class RunConfig:
     measure_runs: int = 200
     tables: str | None = None
     resume: bool = False
+    # edgeauto compress: the model to start from (exactly one of the two), and its weights
+    model: str | None = None
+    from_run: str | None = None
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         _positive("latency_ms", self.latency_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from edgeauto.export.parity import check_parity
 from edgeauto.fileio import atomic_path, sha256_file, write_text
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
+    BlockTimer,
     ProfileSettings,
     check_compatible,
     fill_table,
@@ -59,12 +61,24 @@ class Context:
     reporter: Reporter
     profile: DeviceProfile
     data: Dataset
-    space: SearchSpace
-    table: LatencyTable
-    predictor: MeasuringPredictor
+    space: SearchSpace | None
+    table: LatencyTable | None
+    predictor: MeasuringPredictor | None
+    # A user's own model has no block keys: it is costed layer by layer (compression.py)
+    cost: Callable[[nn.Module], float] | None = None
+    timer: BlockTimer | None = None
 
     def latency_of(self, model: nn.Module) -> float:
+        """Predicted latency (ms): the block table for searched nets, else ``cost``."""
+        if self.cost is not None:
+            return self.cost(model)
+        assert self.predictor is not None  # set whenever cost is not
         return self.predictor.predict_keys(model.op_keys(self.data.input_shape[1:]))
+
+    @property
+    def whole_timer(self) -> BlockTimer | None:
+        """The timer that can measure a whole model on the device, if any."""
+        return self.timer or (self.predictor.timer if self.predictor else None)
 
     def resumed(self, stage: str) -> dict[str, Any] | None:
         return self.rd.stages().get(stage) if self.cfg.resume else None
@@ -214,7 +228,7 @@ def scratch_stage(ctx: Context, model: nn.Module) -> float:
 
 def _measure_whole(ctx: Context, model: nn.Module) -> float | None:
     """Measured latency of the whole model where the device is local, else None."""
-    timer = ctx.predictor.timer
+    timer = ctx.whole_timer
     return timer.time_module(model, ctx.data.input_shape).median_ms if timer else None
 
 
@@ -297,29 +311,43 @@ def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat])
     }  # fmt: skip
 
 
+def _table_json(ctx: Context) -> dict[str, Any]:
+    """Which latency numbers the run used: the block table, or a model's own layer table."""
+    if ctx.table is None or ctx.predictor is None:
+        layers = getattr(ctx.cost, "to_json", None)
+        copy_path = ctx.rd.write_json("layer_table.json", layers()) if layers else None
+        return {"kind": "layers", "copy": str(copy_path) if copy_path else None}
+    table_copy = ctx.rd.write_json("table.json", ctx.table.to_json())
+    return {
+        "kind": "blocks", "path": str(ctx.table.path), "copy": str(table_copy),
+        "sha256": ctx.table.sha256(), "entries": len(ctx.table.entries),
+        "measured_on_demand": ctx.predictor.measured_on_demand,
+    }  # fmt: skip
+
+
 def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
     """Assemble ``manifest.json`` from the stage results and write it atomically."""
     cfg, data, rd = ctx.cfg, ctx.data, ctx.rd
-    table_copy = rd.write_json("table.json", ctx.table.to_json())
     doc = {
         "edgeauto_version": __version__,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": cfg.to_json(),
         "device": {"name": ctx.profile.name, "runtime": ctx.profile.runtime, "threads": ctx.profile.threads,
-                   "connection": ctx.profile.connection.kind, "cpu": ctx.table.provenance.cpu_model},
+                   "connection": ctx.profile.connection.kind,
+                   "cpu": ctx.table.provenance.cpu_model if ctx.table else None},
         "budget": {"latency_ms": cfg.latency_ms, "tolerance": cfg.tolerance},
         "dataset": {"name": data.name, "input_shape": list(data.input_shape), "classes": data.classes,
                     "train": len(data.x_train), "val": len(data.x_val), "seed": cfg.seed},
-        "space": ctx.space.name,
-        "arch": results["arch"].to_json(),
-        "search": results["search"],
+        "space": ctx.space.name if ctx.space else None,
+        "arch": results["arch"].to_json() if results.get("arch") else None,
+        "model": results.get("model"),
+        "search": results.get("search"),
         "pruning": results["plan"].to_json(),
         "accuracy": results["accuracy"],
         "latency": _latency_json(ctx, results["predicted_ms"], results["stats"]),
         "parity": results["parity"],
         "artifacts": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in results["files"].items()},
-        "table": {"path": str(ctx.table.path), "copy": str(table_copy), "sha256": ctx.table.sha256(),
-                  "entries": len(ctx.table.entries), "measured_on_demand": ctx.predictor.measured_on_demand},
+        "table": _table_json(ctx),
         "versions": _versions(),
     }  # fmt: skip
     path = rd.write_json("manifest.json", doc)
@@ -347,8 +375,17 @@ def run(
     cfg = dataclasses.replace(config or RunConfig(), **overrides)
     ctx = setup(cfg, reporter or NullReporter())
     arch = search_stage(ctx)
-    model = ctx.space.build(arch)
-    acc_trained = _train_stage(ctx, model, "train", cfg.epochs)
+    return compress_and_verify(ctx, ctx.space.build(arch), cfg.epochs, arch=arch)
+
+
+def compress_and_verify(
+    ctx: Context, model: nn.Module, train_epochs: int, arch: Arch | None = None,
+    source: str | None = None,
+) -> Manifest:  # fmt: skip
+    """Train (``train_epochs``; 0 keeps given weights), prune to the budget, fine-tune, export,
+    verify, and write the manifest and report. Shared by ``run`` and ``compress``."""
+    cfg = ctx.cfg
+    acc_trained = _train_stage(ctx, model, "train", train_epochs)
     model, plan = prune_stage(ctx, model)
     scratch = scratch_stage(ctx, model) if cfg.scratch_baseline and plan.ops else None
     acc = _train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
@@ -357,8 +394,8 @@ def run(
     files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"], **_write_extras(ctx)}
     files["checkpoint"] = ctx.rd.path("checkpoints/finetune.pt")
     results = {
-        "arch": arch, "plan": plan, "parity": parity, "stats": stats, "files": files,
-        "search": ctx.rd.stages()["search"],
+        "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
+        "files": files, "search": ctx.rd.stages().get("search"),
         "accuracy": {"val": acc, "val_before_pruning": acc_trained, "val_scratch": scratch},
         "predicted_ms": ctx.latency_of(model),
     }  # fmt: skip

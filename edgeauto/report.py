@@ -44,6 +44,21 @@ def _pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _model_line(m: dict[str, Any]) -> str:
+    if m.get("arch") is None:
+        return f"- model: `{m.get('model')}` (the user's own module)"
+    return f"- space: {m['space']}; arch: `{_arch(m['arch'])}`"
+
+
+def _table_line(t: dict[str, Any]) -> str:
+    if t.get("kind") == "layers":
+        return f"Latency: the model's layers, each measured on the device (`{t['copy']}`)."
+    return (
+        f"Table: `{t['path']}` ({t['entries']} entries, "
+        f"{t['measured_on_demand']} measured during this run)."
+    )
+
+
 def render(m: dict[str, Any]) -> str:
     """Markdown text of the report."""
     lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
@@ -53,7 +68,7 @@ def render(m: dict[str, Any]) -> str:
         "",
         f"- dataset: {m['dataset']['name']} {m['dataset']['input_shape']} "
         f"({m['dataset']['train']} train / {m['dataset']['val']} val)",
-        f"- space: {m['space']}; arch: `{_arch(m['arch'])}`",
+        _model_line(m),
         f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads "
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
@@ -68,8 +83,7 @@ def render(m: dict[str, Any]) -> str:
         "",
         *[f"- {k}: `{v['path']}` (sha256 {v['sha256'][:12]}…)" for k, v in m["artifacts"].items()],
         "",
-        f"Table: `{m['table']['path']}` ({m['table']['entries']} entries, "
-        f"{m['table']['measured_on_demand']} measured during this run).",
+        _table_line(m["table"]),
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,180 @@
+"""``compress(config) -> Manifest``: prune an existing model to a latency budget on a device.
+
+The model is either a run directory of ``edgeauto run`` (``from_run``: its arch and weights,
+costed with the device's block table) or the user's own ``nn.Module`` (``model``:
+``package.module:function`` or ``path/to/file.py:function``, costed layer by layer on the
+device). Both then go through the same stages as ``run``: prune, fine-tune, export, verify.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeauto.compress import CRITERIA, PRUNERS
+from edgeauto.compress.layer_lut import LayerLatency
+from edgeauto.config import RunConfig
+from edgeauto.data import Dataset, load_dataset
+from edgeauto.devices.profile import load_profile
+from edgeauto.errors import ConfigError
+from edgeauto.latency.profiler import ProfileSettings, make_timer
+from edgeauto.manifest import Manifest
+from edgeauto.pipeline import Context, compress_and_verify, setup
+from edgeauto.progress import NullReporter, Reporter
+from edgeauto.rundir import RunDir
+from edgeauto.spaces.base import Arch
+
+
+def compress(
+    config: RunConfig | None = None, reporter: Reporter | None = None, **overrides: Any
+) -> Manifest:
+    """Prune ``model`` or ``from_run`` to ``latency_ms`` on ``device``; the written manifest.
+
+    Example:
+        >>> m = edgeauto.compress(model="mynet:build", device="host", latency_ms=0.3,
+        ...                       dataset="mnist5k", criterion="taylor2")
+    """
+    cfg = dataclasses.replace(config or RunConfig(out="runs/compress"), **overrides)
+    if (cfg.model is None) == (cfg.from_run is None):
+        raise ConfigError(
+            "compress needs exactly one model source; pass --model module:function "
+            "or --from RUN_DIR"
+        )
+    PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)  # unknown names fail first
+    reporter = reporter or NullReporter()
+    if cfg.from_run is not None:
+        return _from_run(cfg, Path(cfg.from_run), reporter)
+    return _from_module(cfg, cfg.model or "", reporter)
+
+
+def _from_run(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Manifest:
+    """An ``edgeauto run`` directory: its arch and space, its fine-tuned weights."""
+    path = run_dir / "manifest.json"
+    try:
+        doc = json.loads(path.read_text())
+        space, arch = doc["space"], Arch.from_json(doc["arch"])
+        dataset, ckpt = doc["config"]["dataset"], doc["artifacts"]["checkpoint"]["path"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"--from {run_dir}: no readable manifest.json of a finished edgeauto run "
+            f"({type(exc).__name__}: {exc}); pass the --out directory of a completed run"
+        ) from None
+    if space is None or arch is None:
+        raise ConfigError(f"--from {run_dir}: that run compressed a custom model; use --model")
+    if cfg.dataset == RunConfig.dataset:  # not given: the run's own data
+        cfg = dataclasses.replace(cfg, dataset=dataset)
+    ctx = setup(dataclasses.replace(cfg, space=space), reporter)
+    model = ctx.space.build(arch)
+    load_weights(model, Path(cfg.weights or ckpt))
+    return compress_and_verify(ctx, model, 0, arch=arch, source=f"run:{run_dir}")
+
+
+def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
+    """The user's own module, costed by timing each of its layers on the device."""
+    profile = load_profile(cfg.device)
+    rd = RunDir(cfg.out)
+    if not cfg.resume:
+        for name in ("stages.json", "trials.jsonl"):
+            rd.path(name).unlink(missing_ok=True)
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    model = load_user_model(spec, data)
+    if cfg.weights:
+        load_weights(model, Path(cfg.weights))
+    timer = make_timer(profile, ProfileSettings(runs=50, warmup=10, rounds=3))
+    cost = LayerLatency(timer, data.input_shape)
+    rd.write_json("config.json", cfg.to_json())
+    ctx = Context(cfg, rd, reporter, profile, data, None, None, None, cost=cost, timer=timer)
+    return compress_and_verify(ctx, model, 0 if cfg.weights else cfg.epochs, source=spec)
+
+
+def load_user_model(spec: str, data: Dataset) -> nn.Module:
+    """Call ``module:function`` (or ``file.py:function``); it may take ``num_classes`` and
+    ``input_shape``. The result must map a batch of ``data`` to one logit per class."""
+    target, sep, func = spec.partition(":")
+    if not sep or not target or not func.isidentifier():
+        raise ConfigError(f"--model must be module:function or file.py:function, got {spec!r}")
+    factory = getattr(_import(target), func, None)
+    if not callable(factory):
+        raise ConfigError(f"--model {spec}: {target} has no callable {func!r}")
+    params = inspect.signature(factory).parameters
+    kwargs = {"num_classes": data.num_classes, "input_shape": data.input_shape}
+    model = factory(**{k: v for k, v in kwargs.items() if k in params})
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"--model {spec} returned {type(model).__name__}, not a torch nn.Module")
+    model.train(False)
+    try:
+        with torch.no_grad():
+            out = model(data.x_val[:2])
+    except Exception as exc:
+        raise ConfigError(
+            f"--model {spec} fails on the dataset's input {tuple(data.x_val[:2].shape)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if tuple(out.shape) != (2, data.num_classes):
+        raise ConfigError(
+            f"--model {spec} must output (batch, {data.num_classes}) logits for {data.name}, "
+            f"got {tuple(out.shape)}"
+        )
+    return model
+
+
+def _import(target: str) -> Any:
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"no file {path}")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            return mod
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # `mymodels:build` from the working directory
+        return importlib.import_module(target)
+    except Exception as exc:
+        raise ConfigError(
+            f"--model: cannot import {target!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Load a state dict saved with ``torch.save(model.state_dict())``, checking every key
+    and shape first; a mismatch names the first offending key."""
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise ConfigError(f"--weights {path}: no such file") from None
+    except Exception as exc:
+        raise ConfigError(
+            f"--weights {path} is not a state dict saved with torch.save: {type(exc).__name__}"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"--weights {path} holds a {type(state).__name__}, not a state dict")
+    _check_state(model.state_dict(), state, path)
+    model.load_state_dict(state)
+
+
+def _check_state(want: dict[str, torch.Tensor], got: dict[str, Any], path: Path) -> None:
+    for key, tensor in want.items():
+        if key not in got:
+            raise ConfigError(f"--weights {path} does not match the model: missing key {key!r}")
+        if not isinstance(got[key], torch.Tensor) or got[key].shape != tensor.shape:
+            shape = tuple(got[key].shape) if isinstance(got[key], torch.Tensor) else "not a tensor"
+            raise ConfigError(
+                f"--weights {path} does not match the model: {key!r} is {shape}, "
+                f"the model needs {tuple(tensor.shape)}"
+            )
+    extra = sorted(set(got) - set(want))
+    if extra:
+        raise ConfigError(f"--weights {path} does not match the model: unexpected key {extra[0]!r}")
