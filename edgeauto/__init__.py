@@ -7,12 +7,13 @@ from edgeauto.compress import (
     CRITERIA,
     PRUNERS,
     Criterion,
-    Pruner,
     PruneProblem,
+    Pruner,
     PruningPlan,
     list_criteria,
     list_pruners,
 )
+from edgeauto.compression import compress
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
@@ -46,5 +47,5 @@ __all__ = [
     "RunConfig", "RunDirError", "RunnerError", "Runtime", "SearchProblem", "SearchResult",
     "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed",
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
-    "list_spaces", "list_strategies", "load_dataset", "load_profile", "run",
+    "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress",
 ]  # fmt: skip

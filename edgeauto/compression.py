@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from edgeauto.compress import CRITERIA, PRUNERS
+from edgeauto.compress.graph import check_prunable
 from edgeauto.compress.layer_lut import LayerLatency
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
@@ -107,7 +108,12 @@ def load_user_model(spec: str, data: Dataset) -> nn.Module:
         raise ConfigError(f"--model {spec}: {target} has no callable {func!r}")
     params = inspect.signature(factory).parameters
     kwargs = {"num_classes": data.num_classes, "input_shape": data.input_shape}
-    model = factory(**{k: v for k, v in kwargs.items() if k in params})
+    try:
+        model = factory(**{k: v for k, v in kwargs.items() if k in params})
+    except Exception as exc:
+        raise ConfigError(
+            f"--model {spec}: calling it failed: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--model {spec} returned {type(model).__name__}, not a torch nn.Module")
     model.train(False)
@@ -124,6 +130,7 @@ def load_user_model(spec: str, data: Dataset) -> nn.Module:
             f"--model {spec} must output (batch, {data.num_classes}) logits for {data.name}, "
             f"got {tuple(out.shape)}"
         )
+    check_prunable(model, data.input_shape)  # before any training, not after it
     return model
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from edgeauto.cli import app
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.devices.roofline import floor_ms
+from edgeauto.devices.roofline import floor_ms, work
 from edgeauto.errors import ConfigError, TableImportError
 from edgeauto.fileio import sha256_file
 from edgeauto.latency.importers import (
@@ -325,6 +326,22 @@ def test_published_archs_predicted(ofa_rgb: ImportReport, fbnet_rgb: ImportRepor
     cheapest = fb.cheapest(fbnet_rgb.table.block_ms)
     assert all(fbnet_rgb.table.predict_keys(fb.blocks(cheapest)) < v for v in ms.values())
     assert ms["fbnet-c"] > ms["fbnet-b"]  # C adds e6 blocks where B has e1
+
+
+@pytest.mark.parametrize(("published_ms", "macs_m"), [(22, 237), (30, 339), (41, 457)])
+def test_ofa_note10_models_within_predicted_range(ofa_rgb, published_ms, macs_m) -> None:
+    """OFA's Note10 models (model zoo: note10_lat@22/30/41ms, 237/339/457M MACs) sit inside the
+    latencies we predict for random archs of the space with the same MACs (+-5%)."""
+    space = get_space("ofa-mbv3", (3, 224, 224), 1000)
+    rng = random.Random(0)
+    near = []
+    for _ in range(1500):
+        keys = [k for k in space.blocks(space.sample(rng)) if k.kind != "resize"]
+        macs = sum(work(k)[0] for k in keys) / 2e6
+        if abs(macs - macs_m) <= 0.05 * macs_m:
+            near.append(ofa_rgb.table.predict_keys(keys))
+    assert len(near) >= 20
+    assert min(near) <= published_ms <= max(near)
 
 
 # -- bad input --------------------------------------------------------------------------------

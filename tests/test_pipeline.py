@@ -258,3 +258,22 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
         # the whole model measured over budget, so pruning went on towards a lower target;
         # the state kept is the one measured fastest, and its trace says how it got there
         assert all(t > 0 and ms > budget for t, ms in plan.calibrations), trace
+
+
+def test_compress_from_a_run_directory(first, tables: Path, tmp_path: Path) -> None:
+    """``compress(from_run=...)`` rebuilds the run's arch with its fine-tuned weights and
+    prunes it towards a budget below its predicted latency, with the block table."""
+    m1: Manifest = first["manifest"]
+    budget = round(m1.predicted_ms * 0.8, 6)
+    m2 = edgeauto.compress(
+        from_run=str(first["out"]), device="host", latency_ms=budget, tables=str(tables),
+        out=str(tmp_path / "again"), finetune_epochs=1, criterion="l2", allocation="uniform",
+    )  # fmt: skip
+    assert m2["model"] == f"run:{first['out']}" and m2.arch == m1.arch
+    assert m2["dataset"]["name"] == "digits"  # the run's data, since none was given
+    before = m2["accuracy"]["val_before_pruning"]
+    assert before == pytest.approx(m1.accuracy)  # its weights, not retrained
+    plan = m2.pruning
+    assert (plan.criterion, plan.allocation, plan.budget) == ("l2", "uniform", budget)
+    assert plan.ops and plan.steps[0].cost == pytest.approx(m1.predicted_ms)
+    assert m2["table"]["kind"] == "blocks"

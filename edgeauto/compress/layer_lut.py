@@ -59,18 +59,9 @@ def layer_keys(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerKey]
     def hook(m: nn.Module, inp: tuple, _out: torch.Tensor) -> None:
         x = inp[0]
         if isinstance(m, nn.Conv2d):
-            keys.append(
-                LayerKey(
-                    "conv",
-                    m.in_channels,
-                    m.out_channels,
-                    int(x.shape[2]),
-                    int(x.shape[3]),
-                    m.kernel_size[0],
-                    m.stride[0],
-                    m.groups,
-                )  # fmt: skip
-            )
+            h, w = int(x.shape[2]), int(x.shape[3])
+            k, st = m.kernel_size[0], m.stride[0]
+            keys.append(LayerKey("conv", m.in_channels, m.out_channels, h, w, k, st, m.groups))
         elif isinstance(m, nn.Linear):
             keys.append(LayerKey("linear", m.in_features, m.out_features))
 

@@ -7,7 +7,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,11 @@ class Provenance:
     """Where and how a table was measured.
 
     Tables imported from a publication (``edgeauto lut import``) set ``imported`` and say
-    where the numbers come from: ``source`` (format, origin and path), ``source_files``
-    (file name -> SHA-256 of the bytes read), ``source_units`` (converted to ms on import)
-    and ``notes`` (how the source's statistics map to ours). For them ``runtime`` is the
-    source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when the source does not
-    say; each entry's ``runs`` holds the source's count.
+    where the numbers come from: ``source`` (``"<format> <path>"`` as imported),
+    ``source_files`` (file name -> SHA-256 of the bytes read), ``source_units`` (converted to
+    ms on import) and ``notes`` (the origin, and how its statistics map to ours). For them
+    ``runtime`` is the source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when
+    the source does not say; each entry's ``runs`` holds the source's count.
     """
 
     device: str

@@ -281,7 +281,9 @@ class Chain(nn.Module):
         for block in self.layers:
             if isinstance(block, nn.Identity):
                 continue  # a block removed by depth pruning: no op, same shape
-            key = block.op_key(h, w, keys[-1].cout) if isinstance(block, Pool) else block.op_key(h, w)
+            key = (
+                block.op_key(h, w, keys[-1].cout) if isinstance(block, Pool) else block.op_key(h, w)
+            )
             keys.append(key)
             h, w = key.out_hw
         return keys

@@ -48,7 +48,7 @@ def check_space(
     for i in range(10):
         arch = space.sample(rng)
         model = space.build(arch).train(False)
-        if i < 2:  # forwards dominate for full-size spaces (ofa-mbv3 runs at 160-224 px)
+        if i == 0:  # forwards dominate for full-size spaces (ofa-mbv3 runs at 160-224 px)
             with torch.no_grad():
                 out = model(torch.zeros(2, *input_shape))
             assert out.shape == (2, classes), "wrong output shape"
