@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from helpers import DIGITS_CLASSES, DIGITS_SHAPE, MICRO, largest_arch, micro_table_path
+from typer.testing import CliRunner
 
+from edgeauto.cli import app
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.latency.table import LatencyTable
@@ -78,3 +80,13 @@ def trained_micro(micro_space: LayerwiseSpace, digits: Dataset) -> tuple[Arch, d
     arch = largest_arch(micro_space)
     model = fit(micro_space.build(arch), digits, TrainConfig(epochs=4), seed=0)
     return arch, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke

@@ -58,3 +58,19 @@ def shared_data() -> Path:
     if not (root / "luts").is_dir():
         pytest.skip(f"shared data not found at {root} (set EDGEAUTO_SHARED_DATA)")
     return root.resolve()
+
+
+def assert_one_line_error(result, error: str, *fragments: str) -> str:
+    """Exit 2, nothing on stdout, exactly one stderr line naming the error type, no traceback."""
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text, text
+    assert result.exit_code == 2, (result.exit_code, text, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"error spans {len(lines)} lines: {result.stderr!r}"
+    line = lines[0]
+    assert line.startswith(f"error: {error}: "), line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line

@@ -12,40 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MICRO, micro_table_path
-from typer.testing import CliRunner
+from helpers import MICRO, assert_one_line_error, micro_table_path
 
-from edgeauto.cli import app
 from edgeauto.devices.profile import list_profiles, load_profile, profiles_dir
 from edgeauto.latency.table import LatencyTable
 
 SIX = ["host", "jetson-orin-nano", "pixel-7", "raspberry-pi-4", "raspberry-pi-5", "samsung-note10"]
-
-
-@pytest.fixture
-def cli():
-    runner = CliRunner()
-
-    def invoke(*args: str):
-        return runner.invoke(app, list(args))
-
-    return invoke
-
-
-def assert_one_line_error(result, error: str, *fragments: str) -> str:
-    """Exit 2, nothing on stdout, exactly one stderr line naming the error type, no traceback."""
-    text = result.stdout + result.stderr
-    assert "Traceback" not in text, text
-    assert result.exit_code == 2, (result.exit_code, text, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, f"error spans {len(lines)} lines: {result.stderr!r}"
-    line = lines[0]
-    assert line.startswith(f"error: {error}: "), line
-    for fragment in fragments:
-        assert fragment in line, f"{fragment!r} not in {line!r}"
-    return line
 
 
 def run_args(out: Path, *extra: str, tables: Path | None = None) -> list[str]:

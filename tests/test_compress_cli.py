@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import assert_one_line_error, cli  # noqa: F401  (fixture)
-
-from edgeauto.cli import app  # noqa: F401
+from helpers import assert_one_line_error
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "custom_cnn.py"
 MODEL = f"{EXAMPLE}:build"
