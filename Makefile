@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install run test lint format bench clean
+.PHONY: install install-nni run test lint format bench bench-prune clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	$(PIP) install -q --disable-pip-version-check --no-deps -r requirements/nodeps.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Optional: NNI 3.0 as a peer in benchmarks/prune.py (never needed by the package or tests).
+install-nni: install
+	$(PIP) install -q --disable-pip-version-check --no-deps -r requirements/nni.txt
 
 run: install
 	$(VENV)/bin/edgeauto run --device host --latency-ms $(BUDGET) --dataset $(DATASET) --out runs/default
@@ -34,6 +38,9 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_latency_prediction.py
+
+bench-prune: install
+	$(PY) benchmarks/prune.py --json runs/bench-prune.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

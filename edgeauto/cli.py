@@ -174,9 +174,13 @@ def _summary(manifest) -> None:
     t.add_row("validation accuracy", f"{manifest.accuracy:.4f}")
     t.add_row("budget (ms)", f"{manifest.budget_ms:g}")
     t.add_row(f"predicted {lat['runtime']} (ms)", f"{manifest.predicted_ms:.4f}")
+    emulated = lat.get("measured_on") == "emulated"
     for key, value in lat["measured"].items():
         if not key.endswith("_p90_ms"):
-            t.add_row(f"measured {key[:-3]} (ms)", f"{value:.4f}")
+            t.add_row(f"{'EMULATED' if emulated else 'measured'} {key[:-3]} (ms)", f"{value:.4f}")
+    if emulated:  # the device was out of reach: the number is this machine's x a fitted ratio
+        e = lat["emulation"]
+        t.add_row("emulation fit error (RMSPE)", f"{e['rmspe']:.1%} over {e['shared']} blocks")
     t.add_row("within budget", "yes" if manifest.within_budget else "NO")
     out.print(t)
     out.print(f"run directory: {manifest.path.parent}")
@@ -244,6 +248,13 @@ def profile(
     known_hosts: Annotated[
         str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
     ] = None,
+    validate: Annotated[
+        int,
+        typer.Option(
+            help="Also measure N random whole networks end to end and store them with the table "
+            "(validation data; trains the residual correction of the predictor)."
+        ),
+    ] = 0,
 ) -> None:
     """Time every block of SPACE on DEVICE (local, ssh, adb); write or extend its table."""
     # Blocks are converted here and timed on the device by its runner. An interrupted run
@@ -253,10 +264,15 @@ def profile(
     try:
         prof = _with_overrides(load_profile(device), host, key, known_hosts)
         shape, n = _shape(input_shape, classes, dataset)
-        table = _profile_table(prof, space, shape, n, Path(tables) if tables else None)
+        if validate < 0:
+            raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
+        root = Path(tables) if tables else None
+        table = _profile_table(prof, space, shape, n, root, validate)
     except EdgeAutoError as exc:
         _fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
+    if validate:
+        _print_validation(table)
 
 
 def _with_overrides(
@@ -276,27 +292,63 @@ def _with_overrides(
 
 
 def _profile_table(
-    prof: DeviceProfile, space_name: str, shape: tuple[int, int, int], n: int, root: Path | None
+    prof: DeviceProfile,
+    space_name: str,
+    shape: tuple[int, int, int],
+    n: int,
+    root: Path | None,
+    validate: int = 0,
 ) -> LatencyTable:
-    """Open or start the device's table and measure the space's missing keys through its runner."""
-    from edgeauto.latency.profiler import ProfileSettings, fill_table, make_timer, open_device_table
+    """Open or start the device's table and measure the space's missing keys through its
+    runner; then ``validate`` random whole networks end to end."""
+    from edgeauto.latency.profiler import (
+        ProfileSettings,
+        fill_table,
+        make_timer,
+        open_device_table,
+        validate_table,
+    )
     from edgeauto.progress import RichReporter
     from edgeauto.spaces import get_space
 
     sp = get_space(space_name, shape, n)
     timer = make_timer(prof, ProfileSettings())
+    where = f"{prof.runtime}, {prof.connection.target()}"
     try:
         table = open_device_table(prof, sp.name, timer, root)
         missing = table.missing(sp.all_keys())
-        if missing or table.overhead is None:
+        if missing or table.overhead is None or validate:
             timer.runner.describe()  # reach the device before converting anything
-            where = f"{prof.runtime}, {prof.connection.target()}"
+        if missing or table.overhead is None:
             desc = f"profiling {len(missing)} blocks on {prof.name} ({where})"
             with RichReporter().task(desc, len(missing)) as task:
                 fill_table(table, missing, timer, lambda d, t, _k: task.update(d, t))
+        if validate:
+            desc = f"timing {validate} whole networks on {prof.name} ({where})"
+            with RichReporter().task(desc, validate) as task:
+                validate_table(table, sp, timer, validate, lambda d, t, _k: task.update(d, t))
     finally:
         timer.close()
     return table
+
+
+def _print_validation(table: LatencyTable) -> None:
+    """How the predictors do on the table's whole networks (in-sample for the residual)."""
+    from edgeauto.latency.fusion import MIN_TRAIN, Score, cross_validated, get_predictor
+
+    runs = [r for r in table.validation if not table.missing(r.keys)]
+    measured = [r.measured_ms for r in runs]
+    out.print(f"{len(runs)} whole networks measured end to end (validation data)")
+    if len(runs) < 2:
+        return
+    for name in ("naive", "fusion"):
+        s = Score.of([get_predictor(name, table).predict(r.keys) for r in runs], measured)
+        out.print(f"  {name:16s} within 10% {s.within_10pct:6.1%}  RMSPE {s.rmspe:6.1%}")
+    if len(runs) >= MIN_TRAIN + 2:  # cross-validated: each net predicted by a model without it
+        folds = min(5, len(runs))
+        pred = cross_validated(lambda: get_predictor("fusion+residual", table), runs, folds)
+        s = Score.of(pred, measured)
+        out.print(f"  fusion+residual  within 10% {s.within_10pct:6.1%}  RMSPE {s.rmspe:6.1%} (CV)")
 
 
 def _shape(input_shape: str | None, classes: int, dataset: str) -> tuple[tuple[int, int, int], int]:

@@ -23,19 +23,22 @@ from edgeauto.compress.scratch import reinitialize
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.errors import TableMiss
+from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
 from edgeauto.fileio import atomic_path, sha256_file, write_text
+from edgeauto.latency.calibration import calibration_factor, fit_ratio, record_verification
+from edgeauto.latency.importers import usable_imported
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
     BlockTimer,
     ProfileSettings,
     check_compatible,
     fill_table,
-    local_timer,
-    new_table,
+    make_timer,
+    open_device_table,
 )
+from edgeauto.latency.runners import get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.manifest import Manifest
@@ -67,6 +70,9 @@ class Context:
     # A user's own model has no block keys: it is costed layer by layer (compression.py)
     cost: Callable[[nn.Module], float] | None = None
     timer: BlockTimer | None = None
+    # How the final artifact was measured (measure_stage): on the device or emulated, the
+    # CPU the runner reported, the emulation's fit, the calibration history
+    measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def latency_of(self, model: nn.Module) -> float:
         """Predicted latency (ms): the block table for searched nets, else ``cost``."""
@@ -87,19 +93,25 @@ class Context:
 def open_table(
     profile: DeviceProfile, space: SearchSpace, reporter: Reporter, root: Path | None = None
 ) -> tuple[LatencyTable, MeasuringPredictor]:
-    """Load the device's table for ``space``, measuring missing keys when the device is local."""
-    path = table_path(profile, space.name, root)
-    timer = local_timer(profile, ProfileSettings()) if profile.connection.kind == "local" else None
-    table = load_if_exists(path)
-    if table is None:
-        if timer is None:
+    """Load the device's table for ``space``, measuring missing keys when the device is local.
+
+    A remote device (ssh, adb) is not contacted here: its table must exist (``edgeauto
+    profile`` builds it through the device's runner), or :class:`TableMiss` names the command.
+    An imported table of the device (``edgeauto lut import``) is used as it is, never extended.
+    """
+    if profile.connection.kind == "local":
+        timer: BlockTimer | None = make_timer(profile, ProfileSettings())
+        table = open_device_table(profile, space.name, timer, root)
+    else:
+        timer, path = None, table_path(profile, space.name, root)
+        table = load_if_exists(path)
+        if table is None:
             raise TableMiss(
                 f"no latency table for {profile.name} ({profile.runtime}) at {path}; build it with "
                 f"edgeauto profile --device {profile.name} --space {space.name}"
             )
-        table = new_table(profile, timer.runtime, space.name, timer.settings)
-        table.path = path
-    check_compatible(table, profile, timer.runtime if timer else get_runtime(profile.runtime))
+        if not usable_imported(table, profile):
+            check_compatible(table, profile, get_runtime(profile.runtime), space.name)
     missing = table.missing(space.all_keys())
     if missing and timer is not None:
         desc = f"profiling {len(missing)} blocks on {profile.name} ({profile.runtime})"
@@ -138,7 +150,7 @@ def search_stage(ctx: Context) -> Arch:
 
     problem = SearchProblem(
         ctx.space, ctx.predictor, cfg.latency_ms * cfg.search_headroom, evaluate,
-        trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name,
+        trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
     )  # fmt: skip
     problem.check_feasible(cfg.latency_ms)
     strategy = STRATEGIES.get(cfg.strategy)(problem)
@@ -186,7 +198,8 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
         plan.apply(model, shape)
         return model, plan
     cfg = ctx.cfg
-    pruner = PRUNERS.get(cfg.allocation)(cfg.criterion, PruneConfig(seed=cfg.seed))
+    prune_cfg = PruneConfig(round_to=ctx.profile.pruning_multiple, seed=cfg.seed)
+    pruner = PRUNERS.get(cfg.allocation)(cfg.criterion, prune_cfg)
     plan = PruningPlan(cfg.criterion, cfg.latency_ms, cfg.allocation)
     best: tuple[float, nn.Module, dict[str, Any]] | None = None
     target = cfg.latency_ms
@@ -251,16 +264,113 @@ def export_stage(ctx: Context, model: nn.Module) -> tuple[dict[str, Path], dict[
 def measure_stage(
     ctx: Context, model: nn.Module, artifacts: dict[str, Path]
 ) -> dict[str, LatencyStat]:
-    """Time every artifact with its real runtime, and the model in PyTorch eager (batch 1)."""
-    runs, threads = ctx.cfg.measure_runs, ctx.profile.threads
-    stats: dict[str, LatencyStat] = {}
-    with ctx.reporter.task(f"measuring on {ctx.profile.name}", len(artifacts) + 1) as task:
-        for i, (name, path) in enumerate(artifacts.items(), 1):
-            stats[name] = get_runtime(name).measure(path, threads, runs, warmup=max(20, runs // 4))
-            task.update(i, len(artifacts) + 1)
-        stats["torch_eager"] = measure_torch(model, ctx.data.input_shape, threads, runs)
-        task.update(len(artifacts) + 1, len(artifacts) + 1)
+    """Time the artifacts on the device through its runner (batch 1); on this machine also
+    the model in PyTorch eager.
+
+    A remote device that cannot be reached, or has no usable connection, is emulated
+    (:func:`_emulate`) and ``ctx.measurement`` says so. A real measurement of the profile's
+    runtime is added to the table's history, which calibrates later runs' predictions.
+    """
+    total = len(artifacts) + 1
+    local = ctx.profile.connection.kind == "local"
+    with ctx.reporter.task(f"measuring on {ctx.profile.name}", total) as task:
+        try:
+            stats = _measure_on_device(ctx, artifacts, task.update)
+        except (RunnerError, ConfigError) as exc:
+            if local or ctx.table is None or ctx.space is None:
+                raise  # this machine itself failed, or nothing to emulate from
+            stats = _emulate(ctx, model, artifacts, exc)
+        if local:
+            runs, threads = ctx.cfg.measure_runs, ctx.profile.threads
+            stats["torch_eager"] = measure_torch(model, ctx.data.input_shape, threads, runs)
+        task.update(total, total)
+    if ctx.measurement["measured_on"] == "device":
+        _record_history(ctx, model, artifacts, stats)
     return stats
+
+
+def _measure_on_device(
+    ctx: Context, artifacts: dict[str, Path], update: Callable[[int, int], None]
+) -> dict[str, LatencyStat]:
+    """Each artifact timed by the device's runner, the profile's runtime first.
+
+    On a remote device only the profile's runtime is required: a board may lack the other
+    one (and adb times .tflite only), so those failures are recorded and skipped.
+    """
+    p, runs = ctx.profile, ctx.cfg.measure_runs
+    order = [p.runtime, *(n for n in artifacts if n != p.runtime)]
+    stats: dict[str, LatencyStat] = {}
+    skipped: dict[str, str] = {}
+    with get_runner(p) as runner:
+        info = runner.describe()
+        for i, name in enumerate(order, 1):
+            try:
+                stats[name] = runner.measure(artifacts[name], p.threads, runs, max(20, runs // 4))
+            except RunnerError as exc:
+                if name == p.runtime or p.connection.kind == "local":
+                    raise
+                skipped[name] = str(exc)
+            update(i, len(artifacts) + 1)
+    ctx.measurement.update(
+        measured_on="device", cpu=info.cpu_model, runtime_version=info.runtime_version,
+        skipped=skipped,
+    )  # fmt: skip
+    return {n: stats[n] for n in artifacts if n in stats}
+
+
+def _emulate(
+    ctx: Context, model: nn.Module, artifacts: dict[str, Path], reason: Exception
+) -> dict[str, LatencyStat]:
+    """The device's latency estimated here: the artifact timed on this machine with the
+    profile's runtime, times the device/host ratio fitted on the blocks both tables share
+    (:func:`edgeauto.latency.calibration.fit_ratio`, weighted to this model's blocks).
+
+    This machine's table for the space is opened (or started) and given the model's blocks.
+    """
+    assert ctx.table is not None and ctx.space is not None  # checked by the caller
+    rt, runs = ctx.profile.runtime, ctx.cfg.measure_runs
+    host = load_profile("host").model_copy(update={"runtime": rt})
+    keys = model.op_keys(ctx.data.input_shape[1:])
+    timer = make_timer(host, ProfileSettings())
+    try:
+        host_table = open_device_table(host, ctx.space.name, timer, _tables_root(ctx))
+        fill_table(host_table, keys, timer)  # the ratio is fitted on the model's blocks
+    finally:
+        timer.close()
+    fit = fit_ratio(ctx.table, host_table, keys)
+    host_stat = get_runtime(rt).measure(artifacts[rt], host.threads, runs, max(20, runs // 4))
+    emulation = {
+        "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
+        "host_threads": host.threads, "host_ms": host_stat.median_ms,
+        "host_p90_ms": host_stat.p90_ms, "host_table": str(host_table.path), **fit.to_json(),
+        "table_fit": fit_ratio(ctx.table, host_table).to_json(),
+    }  # fmt: skip
+    ctx.measurement.update(
+        measured_on="emulated", cpu=ctx.table.provenance.cpu_model, emulation=emulation
+    )
+    return {rt: fit.emulate(host_stat)}
+
+
+def _tables_root(ctx: Context) -> Path | None:
+    return Path(ctx.cfg.tables) if ctx.cfg.tables else None
+
+
+def _record_history(
+    ctx: Context, model: nn.Module, artifacts: dict[str, Path], stats: dict[str, LatencyStat]
+) -> None:
+    """Add (uncalibrated prediction, measurement) of the final artifact to the table's history."""
+    if ctx.table is None or ctx.predictor is None:
+        return  # a user's own model is costed by its layers: no block table to calibrate
+    rt = ctx.profile.runtime
+    predicted = ctx.predictor.uncalibrated(model.op_keys(ctx.data.input_shape[1:]))
+    signature = ctx.predictor.model.signature()
+    record_verification(
+        ctx.table, sha256_file(artifacts[rt]), predicted, stats[rt].median_ms, signature
+    )
+    ctx.measurement["calibration"] = {
+        "used": ctx.predictor.calibration, "history": len(ctx.table.history),
+        "next": calibration_factor(ctx.table, signature),
+    }  # fmt: skip
 
 
 def measure_torch(model: nn.Module, shape: tuple[int, ...], threads: int, runs: int) -> LatencyStat:
@@ -304,10 +414,15 @@ def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat])
         per_runtime[f"{name}_ms"] = st.median_ms
         per_runtime[f"{name}_p90_ms"] = st.p90_ms
     limit = ctx.cfg.latency_ms * (1 + ctx.cfg.tolerance)
+    m = ctx.measurement
     return {
         "predicted_ms": predicted, "measured_ms": measured, "measured": per_runtime,
         "runtime": ctx.profile.runtime, "threads": ctx.profile.threads, "runs": ctx.cfg.measure_runs,
         "prediction_error": (predicted - measured) / measured, "within_budget": measured <= limit,
+        # measured_ms is an estimate when the device could not be reached: say how it was made
+        "measured_on": m.get("measured_on", "device"), "emulation": m.get("emulation"),
+        "skipped": m.get("skipped", {}), "calibration": m.get("calibration"),
+        "predictor": ctx.predictor.to_json() if ctx.predictor else None,
     }  # fmt: skip
 
 
@@ -334,7 +449,8 @@ def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
         "config": cfg.to_json(),
         "device": {"name": ctx.profile.name, "runtime": ctx.profile.runtime, "threads": ctx.profile.threads,
                    "connection": ctx.profile.connection.kind,
-                   "cpu": ctx.table.provenance.cpu_model if ctx.table else None},
+                   "measured_on": ctx.measurement.get("measured_on", "device"),
+                   "cpu": ctx.measurement.get("cpu") or (ctx.table.provenance.cpu_model if ctx.table else None)},
         "budget": {"latency_ms": cfg.latency_ms, "tolerance": cfg.tolerance},
         "dataset": {"name": data.name, "input_shape": list(data.input_shape), "classes": data.classes,
                     "train": len(data.x_train), "val": len(data.x_val), "seed": cfg.seed},

@@ -17,14 +17,40 @@ def _fmt(v: float) -> str:
 
 
 def latency_rows(lat: dict[str, Any]) -> list[str]:
-    """Predicted vs measured, one row per runtime (and PyTorch eager)."""
+    """Predicted vs measured, one row per runtime (and PyTorch eager); emulated rows say so."""
     rows = [_row("runtime", "median ms", "p90 ms"), _row("---", "---:", "---:")]
-    rows.append(_row(f"predicted ({lat['runtime']}, table)", _fmt(lat["predicted_ms"]), ""))
+    how = (lat.get("predictor") or {}).get("name", "table")
+    rows.append(_row(f"predicted ({lat['runtime']}, {how})", _fmt(lat["predicted_ms"]), ""))
     measured = lat["measured"]
+    emulated = lat.get("measured_on") == "emulated"
     for key in sorted(k for k in measured if k.endswith("_ms") and not k.endswith("_p90_ms")):
         name = key[: -len("_ms")]
-        rows.append(_row(name, _fmt(measured[key]), _fmt(measured[f"{name}_p90_ms"])))
+        label = f"{name} (**emulated**)" if emulated else name
+        rows.append(_row(label, _fmt(measured[key]), _fmt(measured[f"{name}_p90_ms"])))
     return rows
+
+
+def measurement_lines(lat: dict[str, Any]) -> list[str]:
+    """How the latency was obtained: emulated (with the fit's error), skipped runtimes,
+    the predictor's calibration."""
+    lines: list[str] = []
+    if lat.get("measured_on") == "emulated" and lat.get("emulation"):
+        e = lat["emulation"]
+        lines.append(
+            f"**Emulated, not measured**: the device could not be reached ({e['reason']}). "
+            f"{lat['runtime']} = this machine's {_fmt(e['host_ms'])} ms ({e['host_cpu']}, "
+            f"{e['host_threads']} threads) x device/host ratio {e['ratio']:.3f}, fitted on "
+            f"{e['shared']} shared blocks; fit error (RMSPE) {e['rmspe']:.1%}."
+        )
+    for name, why in (lat.get("skipped") or {}).items():
+        lines.append(f"Not timed on the device: {name} ({why}).")
+    cal = lat.get("calibration")
+    if cal:
+        lines.append(
+            f"Calibration: x{cal['used']:.3f} applied to predictions; {cal['history']} verified "
+            f"artifacts in the table's history, next runs use x{cal['next']:.3f}."
+        )
+    return ["", *lines] if lines else []
 
 
 def _pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
@@ -78,6 +104,7 @@ def render(m: dict[str, Any]) -> str:
         "## Latency (batch 1)",
         "",
         *latency_rows(lat),
+        *measurement_lines(lat),
         "",
         "## Artifacts",
         "",

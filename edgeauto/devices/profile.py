@@ -177,6 +177,7 @@ class DeviceProfile(BaseModel):
         runtime: Inference runtime used for latency measurement.
         threads: Number of runtime threads.
         connection: How to reach the device.
+        channel_multiple: Pruned widths stay multiples of this (default by ISA).
         source: The YAML file the profile was loaded from, if any.
     """
 
@@ -189,7 +190,19 @@ class DeviceProfile(BaseModel):
     runtime: Literal["litert", "onnxruntime"]
     threads: int = Field(ge=1, le=256)
     connection: Connection
+    # Pruned widths are kept multiples of this. XNNPACK's fp32 kernels work in tiles of output
+    # channels; on this project's x86 host (AVX2) the VGG-style CNN of benchmarks/prune.py
+    # pruned to multiples of 16 ran 0.94-0.99x the speedup its FLOPs promise, to multiples of
+    # 4 or 8 only 0.83-0.92x. ``None``: 16 on x86, 8 elsewhere (NEON tiles are 8 wide).
+    channel_multiple: int | None = Field(default=None, ge=1, le=256)
     source: Path | None = None
+
+    @property
+    def pruning_multiple(self) -> int:
+        """The channel multiple pruning keeps (``channel_multiple`` or the ISA's default)."""
+        if self.channel_multiple is not None:
+            return self.channel_multiple
+        return 16 if self.spec.isa.startswith(("x86", "amd64")) else 8
 
 
 # --- "auto" values: figures of the running machine -------------------------------------

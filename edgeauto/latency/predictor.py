@@ -1,23 +1,46 @@
-"""Latency predictors over a table. :class:`MeasuringPredictor` closes the loop on the host:
+"""The latency predictor a run uses. :class:`MeasuringPredictor` closes the loop on the host:
 a key the table lacks (a pruned block, say) is measured with the real runtime, added to the
-table and saved, so every later run predicts it from measurement."""
+table and saved, so every later run predicts it from measurement. Predictions come from the
+table's best model (:func:`edgeauto.latency.fusion.best_predictor`: fusion-aware, with the
+learned residual once the table has whole networks measured end to end), times the
+calibration factor of the artifacts verified so far (:mod:`edgeauto.latency.calibration`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+from edgeauto.latency.calibration import calibration_factor
+from edgeauto.latency.fusion import Predictor, best_predictor
 from edgeauto.latency.key import OpKey
 from edgeauto.latency.profiler import BlockTimer
 from edgeauto.latency.table import LatencyTable
 
 
 class MeasuringPredictor:
-    """Table lookups; misses are measured when a local timer is available, else raise."""
+    """Table lookups; misses are measured when a local timer is available, else raise.
 
-    def __init__(self, table: LatencyTable, timer: BlockTimer | None = None) -> None:
+    ``model`` (default: the table's best) predicts whole networks; ``calibration``
+    (default: from the table's history, fixed for this predictor's life so that one run
+    predicts consistently) multiplies it.
+    """
+
+    def __init__(
+        self,
+        table: LatencyTable,
+        timer: BlockTimer | None = None,
+        model: Predictor | None = None,
+        calibration: float | None = None,
+    ) -> None:
         self.table = table
         self.timer = timer
         self.measured_on_demand = 0
+        self.model = model or best_predictor(table)
+        self.calibration = (
+            calibration_factor(table, self.model.signature())
+            if calibration is None
+            else calibration
+        )
 
     def _ensure(self, keys: Iterable[OpKey]) -> None:
         missing = self.table.missing(keys)
@@ -33,7 +56,18 @@ class MeasuringPredictor:
         self._ensure([key])
         return self.table.block_ms(key)
 
-    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+    def uncalibrated(self, keys: Iterable[OpKey]) -> float:
+        """The model's prediction before calibration (what history records)."""
         keys = list(keys)
         self._ensure(keys)
-        return self.table.predict_keys(keys)
+        return self.model.predict(keys)
+
+    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+        return self.uncalibrated(keys) * self.calibration
+
+    def to_json(self) -> dict[str, Any]:
+        """Which model and calibration factor produced this run's predictions."""
+        return {
+            **self.model.to_json(), "signature": self.model.signature(),
+            "calibration": self.calibration,
+        }  # fmt: skip

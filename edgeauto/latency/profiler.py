@@ -10,6 +10,8 @@ and a re-run skips measured keys.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import random
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,8 +25,9 @@ from edgeauto.export.onnx import export_onnx
 from edgeauto.latency.key import OpKey
 from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
 from edgeauto.latency.store import load_if_exists, table_path
-from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
+from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance, WholeModelRun
 from edgeauto.runtimes import Runtime, get_runtime
+from edgeauto.spaces.base import Arch, SearchSpace
 from edgeauto.spaces.modules import Stem, block_for_key
 from edgeauto.version import __version__
 
@@ -85,6 +88,13 @@ class BlockTimer:
     def time_key(self, key: OpKey) -> LatencyStat:
         return self.time_keys([key])[0]
 
+    def time_networks(
+        self, modules: Sequence[nn.Module], input_shape: tuple[int, int, int]
+    ) -> list[LatencyStat]:
+        """Time whole networks end to end, in one runner call (one round trip)."""
+        artifacts = [self._artifact(m, input_shape, f"net{i}") for i, m in enumerate(modules)]
+        return self._measure(artifacts)
+
     def time_overhead(self) -> LatencyStat:
         """A one-channel 3x3 conv on a 1x1 input: the fixed cost of invoking any model."""
         return self.time_module(Stem(1, 1, 1), (1, 1, 1))
@@ -132,14 +142,32 @@ def new_table(
     return LatencyTable(prov)
 
 
-def check_compatible(table: LatencyTable, profile: DeviceProfile, runtime: Runtime) -> None:
-    """A table is extended only with measurements taken the same way."""
+def check_compatible(
+    table: LatencyTable,
+    profile: DeviceProfile,
+    runtime: Runtime,
+    space: str | None = None,
+    runtime_version: str | None = None,
+) -> None:
+    """A table is used and extended only with measurements taken the same way: same device,
+    runtime, threads and (when given) space and runtime version."""
     p = table.provenance
     if (p.device, p.runtime, p.threads) != (profile.name, runtime.name, profile.threads):
         raise ConfigError(
             f"latency table {table.path} was measured for ({p.device}, {p.runtime}, {p.threads} "
             f"threads), not ({profile.name}, {runtime.name}, {profile.threads} threads); "
             "delete it or pass another --tables directory"
+        )
+    if space is not None and p.space != space:
+        raise ConfigError(
+            f"latency table {table.path} is for space {p.space!r}, not {space!r}; its keys "
+            f"would not match: delete it or re-run edgeauto profile --space {space}"
+        )
+    if runtime_version is not None and p.runtime_version != runtime_version:
+        raise ConfigError(
+            f"latency table {table.path} was measured with {p.runtime} {p.runtime_version}, but "
+            f"{runtime_version} runs here; numbers of two versions must not mix: delete the "
+            f"table and re-run edgeauto profile, or install {p.runtime} {p.runtime_version}"
         )
 
 
@@ -203,8 +231,65 @@ def open_device_table(
         info = timer.runner.describe()
         table = new_table(profile, timer.runtime, space, timer.settings, info)
         table.path = path
-    check_compatible(table, profile, timer.runtime)
+    # Only this machine's runtime version is known without a round trip to the device.
+    version = timer.runtime.version() if profile.connection.kind == "local" else None
+    check_compatible(table, profile, timer.runtime, space, version)
     return table
+
+
+def validate_table(
+    table: LatencyTable,
+    space: SearchSpace,
+    timer: BlockTimer,
+    n: int,
+    progress: Progress | None = None,
+) -> list[WholeModelRun]:
+    """Measure ``n`` random archs of ``space`` end to end and add them to ``table.validation``.
+
+    Each whole network is exported, converted and timed like a block (same runtime, threads
+    and settings). Archs are new on every call (the seed follows the runs already stored) and
+    the table is saved after every runner batch, so an interrupted call keeps what it
+    measured. Every block of the archs must be in the table (profile the space first).
+    """
+    if n < 1:
+        raise ConfigError(f"--validate must be >= 1 networks, got {n}")
+    archs = _new_archs(table, space, n)
+    missing = table.missing(k for a in archs for k in space.blocks(a))
+    if missing:
+        table.lookup(missing[0])  # raises TableMiss naming the fix, before anything is timed
+    added: list[WholeModelRun] = []
+    for start in range(0, len(archs), timer.runner.batch_size):
+        if progress:
+            progress(start, len(archs), None)
+        chunk = archs[start : start + timer.runner.batch_size]
+        stats = timer.time_networks([space.build(a) for a in chunk], space.input_shape)
+        when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        for arch, st in zip(chunk, stats):
+            keys = tuple(space.blocks(arch))
+            added.append(
+                WholeModelRun(keys, st.median_ms, st.p90_ms, st.runs, when, arch.to_json())
+            )
+        table.validation.extend(added[-len(chunk) :])
+        _save(table)
+    if progress:
+        progress(len(archs), len(archs), None)
+    return added
+
+
+def _new_archs(table: LatencyTable, space: SearchSpace, n: int) -> list[Arch]:
+    """``n`` distinct random archs not yet in ``table.validation`` (fewer if the space is small)."""
+    rng = random.Random(len(table.validation))
+    seen = {json.dumps(v.arch, sort_keys=True) for v in table.validation}
+    archs: list[Arch] = []
+    for _ in range(50 * n):  # small spaces run out of new archs: stop, do not loop forever
+        arch = space.sample(rng)
+        text = json.dumps(arch.to_json(), sort_keys=True)
+        if text not in seen:
+            seen.add(text)
+            archs.append(arch)
+            if len(archs) == n:
+                break
+    return archs
 
 
 def local_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:

@@ -76,13 +76,75 @@ _IMPORT_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class WholeModelRun:
+    """A whole network of the table's space measured end to end on the table's device.
+
+    Written by ``edgeauto profile --validate N``: the data that fusion-aware predictors are
+    checked against and the learned residual correction is trained on
+    (:mod:`edgeauto.latency.fusion`). ``keys`` are the network's blocks in forward order.
+    """
+
+    keys: tuple[OpKey, ...]
+    measured_ms: float
+    p90_ms: float
+    runs: int
+    date: str
+    arch: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch, "keys": [k.to_json() for k in self.keys],
+            "measured_ms": self.measured_ms, "p90_ms": self.p90_ms, "runs": self.runs,
+            "date": self.date,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> WholeModelRun:
+        """Inverse of :meth:`to_json`; bad latencies raise :class:`ConfigError`."""
+        stat = LatencyStat(data["measured_ms"], data["p90_ms"], data["runs"])
+        _checked(stat, f"validation run of {data.get('date')}", path)
+        keys = tuple(OpKey.from_json(k) for k in data["keys"])
+        return cls(keys, stat.median_ms, stat.p90_ms, stat.runs, str(data["date"]), data["arch"])
+
+
+@dataclass(frozen=True)
+class Verification:
+    """One verified artifact: its predicted latency and what the device measured.
+
+    Appended to the table's ``history`` by every run that measures its final model on the
+    device; :mod:`edgeauto.latency.calibration` turns the last entries into a calibration
+    factor. ``predictor`` names how ``predicted_ms`` was made (before calibration), so
+    entries predicted another way are never mixed into the factor.
+    """
+
+    model_sha256: str
+    predicted_ms: float
+    measured_ms: float
+    predictor: str
+    date: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path | None = None) -> Verification:
+        """Inverse of :meth:`to_json`; bad latencies raise :class:`ConfigError`."""
+        entry = cls(**data)
+        what = f"history entry {entry.model_sha256[:12]}"
+        _checked(LatencyStat(entry.predicted_ms, entry.measured_ms, 1), what, path)
+        return entry
+
+
 @dataclass
 class LatencyTable:
     """Maps :class:`OpKey` to :class:`LatencyStat`, plus a measured per-model overhead.
 
     Each block was timed alone, so its time includes one model invocation's fixed cost;
     :meth:`block_ms` subtracts the measured ``overhead`` and :meth:`predict_keys` adds it
-    back once per model.
+    back once per model. ``validation`` holds whole networks measured end to end (training
+    data of the residual correction) and ``history`` every verified artifact (calibration);
+    both are written only when non-empty, so older tables load and hash as before.
     """
 
     provenance: Provenance
@@ -92,6 +154,8 @@ class LatencyTable:
     # Keys whose numbers were estimated, not measured (an imported table's fixed blocks the
     # source never timed; see edgeauto.latency.importers). Reports should label them.
     estimated: set[OpKey] = field(default_factory=set)
+    validation: list[WholeModelRun] = field(default_factory=list)
+    history: list[Verification] = field(default_factory=list)
 
     # -- lookups ---------------------------------------------------------------------------
     def lookup(self, key: OpKey) -> LatencyStat:
@@ -159,12 +223,17 @@ class LatencyTable:
             }
             for k, s in items
         ]
-        return {
+        data = {
             "schema_version": SCHEMA_VERSION,
             "provenance": self.provenance.to_json(),
             "overhead": ov,
             "entries": entries,
         }
+        if self.validation:
+            data["validation"] = [v.to_json() for v in self.validation]
+        if self.history:
+            data["history"] = [h.to_json() for h in self.history]
+        return data
 
     def save(self, path: str | Path | None = None) -> Path:
         """Atomically write the table as JSON (to ``path`` or where it was loaded from)."""
@@ -205,11 +274,14 @@ class LatencyTable:
                 entries[key] = _checked(stat, key.describe(), path)
                 if e.get("estimated"):
                     estimated.add(key)
+            validation = [WholeModelRun.from_json(v, path) for v in data.get("validation", [])]
+            history = [Verification.from_json(h, path) for h in data.get("history", [])]
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
-                f"latency table {path} is malformed ({exc}); re-run edgeauto profile"
+                f"latency table {path} is malformed ({type(exc).__name__}: {exc}); delete it "
+                "and re-run edgeauto profile"
             ) from None
-        return cls(prov, ov, entries, path, estimated)
+        return cls(prov, ov, entries, path, estimated, validation, history)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
@@ -221,8 +293,15 @@ class LatencyTable:
             raise ConfigError(
                 f"latency table {path} does not exist; run edgeauto profile"
             ) from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"latency table {path} is not valid JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"latency table {path} is not valid JSON ({exc}); it is truncated or corrupted: "
+                "delete it and re-run edgeauto profile"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"latency table {path} cannot be read ({exc.strerror}); check the path"
+            ) from None
         return cls.from_json(data, path)
 
 
