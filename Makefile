@@ -37,7 +37,7 @@ format: install
 	$(VENV)/bin/ruff check --fix edgeauto tests benchmarks examples
 
 bench: install
-	$(PY) benchmarks/bench_latency_prediction.py
+	$(PY) benchmarks/latency_predictor.py --json runs/bench-latency.json
 
 bench-prune: install
 	$(PY) benchmarks/prune.py --json runs/bench-prune.json

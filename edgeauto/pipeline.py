@@ -343,7 +343,6 @@ def _emulate(
         "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
         "host_threads": host.threads, "host_ms": host_stat.median_ms,
         "host_p90_ms": host_stat.p90_ms, "host_table": str(host_table.path), **fit.to_json(),
-        "table_fit": fit_ratio(ctx.table, host_table).to_json(),
     }  # fmt: skip
     ctx.measurement.update(
         measured_on="emulated", cpu=ctx.table.provenance.cpu_model, emulation=emulation

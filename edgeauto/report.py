@@ -40,7 +40,8 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
             f"**Emulated, not measured**: the device could not be reached ({e['reason']}). "
             f"{lat['runtime']} = this machine's {_fmt(e['host_ms'])} ms ({e['host_cpu']}, "
             f"{e['host_threads']} threads) x device/host ratio {e['ratio']:.3f}, fitted on "
-            f"{e['shared']} shared blocks; fit error (RMSPE) {e['rmspe']:.1%}."
+            f"the model's {e['blocks']} blocks; fit error {e['rmspe']:.1%} (RMSPE over the "
+            f"{e['shared']} blocks both tables share)."
         )
     for name, why in (lat.get("skipped") or {}).items():
         lines.append(f"Not timed on the device: {name} ({why}).")

@@ -65,11 +65,19 @@ class Runtime(abc.ABC):
         """
         samples: list[float] = []
         for _ in range(rounds):
-            session = self.load(path, threads)
-            x = np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32)
-            native = session.prepare(x)
-            samples += sample_calls(partial(session.run_native, native), runs, warmup)
+            samples += self.sample(path, threads, runs, warmup)
         return LatencyStat.from_samples(samples)
+
+    def sample(self, path: Path, threads: int, runs: int, warmup: int) -> list[float]:
+        """One round: a fresh session, ``warmup`` untimed runs, then ``runs`` timed ones (ms).
+
+        For callers that interleave rounds of many artifacts, so that a drift in the
+        machine's load spreads over all of them instead of biasing one.
+        """
+        session = self.load(path, threads)
+        x = np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32)
+        native = session.prepare(x)
+        return sample_calls(partial(session.run_native, native), runs, warmup)
 
 
 def sample_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:

@@ -340,3 +340,42 @@ def test_reinitialize_keeps_shapes_changes_weights(micro_space, trained_micro) -
 def test_prune_config_validation(kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"PruneConfig\.{field}"):
         PruneConfig(**kwargs)
+
+
+def test_layer_latency_measures_each_shape_once(host_profile) -> None:
+    from edgeauto.compress.layer_lut import LayerKey, LayerLatency, layer_keys
+    from edgeauto.latency.profiler import local_timer
+
+    def cnn(w: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1), nn.BatchNorm2d(w), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * w, 10),
+        )  # fmt: skip
+
+    shape = (1, 28, 28)
+    keys = layer_keys(cnn(32), shape)
+    assert keys == [
+        LayerKey("conv", 1, 32, 28, 28, 3, 1, 1),
+        LayerKey("conv", 32, 64, 28, 28, 3, 2, 1),
+        LayerKey("linear", 64, 10),
+    ]
+    cost = LayerLatency(local_timer(host_profile, ProfileSettings(runs=50, warmup=10)), shape)
+    wide = cost(cnn(64))
+    assert len(cost.entries) == 3 and cost.overhead_ms > 0
+    assert cost(cnn(64)) == wide and len(cost.entries) == 3  # cached: nothing re-measured
+    narrow = cost(cnn(8))
+    assert len(cost.entries) == 6
+    assert narrow < wide  # 8x fewer MACs in the big conv: clearly faster on any CPU
+    doc = cost.to_json()
+    assert doc["overhead_ms"] == cost.overhead_ms and len(doc["entries"]) == 6
+
+
+def test_pruning_multiple_follows_the_isa() -> None:
+    from edgeauto.devices.profile import load_profile
+
+    host = load_profile("host")
+    assert host.pruning_multiple == (16 if host.spec.isa.startswith("x86") else 8)
+    assert load_profile("raspberry-pi-4").pruning_multiple == 8
+    pi = load_profile("raspberry-pi-4")
+    assert pi.model_copy(update={"channel_multiple": 4}).pruning_multiple == 4

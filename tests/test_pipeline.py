@@ -262,9 +262,9 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
 
 def test_compress_from_a_run_directory(first, tables: Path, tmp_path: Path) -> None:
     """``compress(from_run=...)`` rebuilds the run's arch with its fine-tuned weights and
-    prunes it towards a budget below its predicted latency, with the block table."""
+    prunes it towards a budget well below its predicted latency, with the block table."""
     m1: Manifest = first["manifest"]
-    budget = round(m1.predicted_ms * 0.8, 6)
+    budget = round(m1.predicted_ms * 0.3, 6)
     m2 = edgeauto.compress(
         from_run=str(first["out"]), device="host", latency_ms=budget, tables=str(tables),
         out=str(tmp_path / "again"), finetune_epochs=1, criterion="l2", allocation="uniform",
@@ -275,5 +275,6 @@ def test_compress_from_a_run_directory(first, tables: Path, tmp_path: Path) -> N
     assert before == pytest.approx(m1.accuracy)  # its weights, not retrained
     plan = m2.pruning
     assert (plan.criterion, plan.allocation, plan.budget) == ("l2", "uniform", budget)
-    assert plan.ops and plan.steps[0].cost == pytest.approx(m1.predicted_ms)
+    assert plan.steps[0].cost > budget and plan.ops, plan.message
+    assert plan.status in ("met", "floor") and plan.steps[-1].cost < plan.steps[0].cost
     assert m2["table"]["kind"] == "blocks"

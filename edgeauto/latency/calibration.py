@@ -50,14 +50,9 @@ def record_verification(
     or the factor would chase its own corrections. An artifact verified again (a resumed
     run) replaces its earlier entry: one vote per model in the median.
     """
-    for name, value in (("predicted_ms", predicted_ms), ("measured_ms", measured_ms)):
-        if not (math.isfinite(value) and value > 0):
-            raise ConfigError(
-                f"a verification needs positive finite latencies, got {name}={value!r}; the "
-                "measurement or prediction failed: re-run the measurement"
-            )
     when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     entry = Verification(model_sha256, predicted_ms, measured_ms, signature, when)
+    entry.check(table.path)  # before anything changes: a bad number never reaches the file
     table.history = [h for h in table.history if h.model_sha256 != model_sha256] + [entry]
     if table.path:
         table.save()
@@ -66,39 +61,58 @@ def record_verification(
 
 @dataclass(frozen=True)
 class RatioFit:
-    """``device ≈ ratio x host`` on ``shared`` blocks; ``rmspe`` is the fit's error."""
+    """``device ≈ ratio x host``, fitted on the blocks both tables share.
+
+    ``rmspe`` is the fit's error: the root-mean-square relative error of every shared block
+    (``shared`` of them) predicted as ``ratio x host``. ``blocks`` and ``blocks_rmspe`` are
+    the same for the blocks the ratio was fitted on (one network's, time-weighted), when the
+    fit was for one network.
+    """
 
     ratio: float
     rmspe: float
     shared: int
-    weighted: bool
+    blocks: int
+    blocks_rmspe: float
 
     def emulate(self, host: LatencyStat) -> LatencyStat:
         """The device's stat estimated from the host's stat of the same artifact."""
         return LatencyStat(host.median_ms * self.ratio, host.p90_ms * self.ratio, host.runs)
 
-    def to_json(self) -> dict[str, float | int | bool]:
+    def to_json(self) -> dict[str, float | int]:
         return asdict(self)
 
 
 def _pairs(
-    device: LatencyTable, host: LatencyTable, keys: Sequence[OpKey] | None
+    device: LatencyTable, host: LatencyTable, keys: Sequence[OpKey] | None = None
 ) -> list[tuple[float, float, float]]:
-    """(device ms, host ms, weight) per shared block, plus the invocation overhead.
+    """(device ms, host ms, weight) per shared block: the blocks' medians as measured.
 
     Without ``keys``: every block both tables measured, weighted equally. With the keys of
-    one network: its blocks, weighted by their share of its host time, so the ratio is the
-    one that network sees. Estimated entries (an import's guesses) are never used.
+    one network: its blocks (repeats count), weighted by their host time. Medians are
+    compared as measured, invocation overhead included: the overhead-free costs of small
+    blocks are differences of near-equal numbers, and a network of small blocks is itself
+    mostly overhead. Estimated entries (an import's guesses) are never used.
     """
-    ov = [(device.overhead_ms(), host.overhead_ms())] if device.overhead and host.overhead else []
-    if keys is None:
-        shared = [k for k in device.entries if k in host.entries and k not in device.estimated]
-        pairs = [(device.entries[k].median_ms, host.entries[k].median_ms) for k in shared]
-        return [(d, h, 1.0) for d, h in pairs]
-    shared = [k for k in keys if k in device.entries and k in host.entries]
-    shared = [k for k in shared if k not in device.estimated]
-    pairs = [(device.block_ms(k), host.block_ms(k)) for k in shared] + ov
-    return [(d, h, h) for d, h in pairs if d > 0 and h > 0]
+    pool = device.entries.keys() if keys is None else keys
+    shared = [k for k in pool if k in host.entries and k in device.entries]
+    pairs = [
+        (device.entries[k].median_ms, host.entries[k].median_ms)
+        for k in shared
+        if k not in device.estimated
+    ]
+    return [(d, h, 1.0 if keys is None else h) for d, h in pairs]
+
+
+def _fit(pairs: list[tuple[float, float, float]]) -> float:
+    """Weighted least squares of ``log d = log ratio + log h``: the weighted mean log ratio."""
+    total = sum(w for _, _, w in pairs)
+    return math.exp(sum(w * math.log(d / h) for d, h, w in pairs) / total)
+
+
+def _rmspe(pairs: list[tuple[float, float, float]], ratio: float) -> float:
+    total = sum(w for _, _, w in pairs)
+    return math.sqrt(sum(w * ((ratio * h - d) / d) ** 2 for d, h, w in pairs) / total)
 
 
 def fit_ratio(
@@ -106,19 +120,23 @@ def fit_ratio(
 ) -> RatioFit:
     """Least-squares fit of ``log device = log ratio + log host`` over shared blocks.
 
-    With ``keys`` (one network's blocks), each block counts by its share of the network's
-    host time, the overhead-free block costs are compared and the invocation overhead is one
-    more pair: a network spends its time unevenly, and a whole model pays one invocation.
+    With ``keys`` (one network's blocks) the ratio is fitted on those blocks, each weighted
+    by its host time: a network spends its time unevenly, and its ratio is the one its heavy
+    blocks see (on host LiteRT vs ONNX Runtime tables this tracked whole networks about
+    twice as closely as one ratio for the whole table). The error is still reported over
+    every shared block, which is what an arbitrary network's blocks scatter by.
     """
-    pairs = _pairs(device, host, keys)
-    if len(pairs) < MIN_SHARED:
+    everything = _pairs(device, host)
+    fitted = everything if keys is None else _pairs(device, host, keys)
+    if len(fitted) < MIN_SHARED:
+        p = device.provenance
         raise ConfigError(
-            f"cannot fit a device/host ratio: the tables of {device.provenance.device} and "
-            f"{host.provenance.device} share {len(pairs)} usable blocks, need >= {MIN_SHARED}; "
-            f"measure both for the same space (edgeauto profile --space {device.provenance.space})"
+            f"cannot fit a device/host ratio: the tables of {p.device} and "
+            f"{host.provenance.device} share {len(fitted)} measured blocks"
+            f"{' of the model' if keys is not None else ''}, need >= {MIN_SHARED}; measure "
+            f"both for the same space and input shape (edgeauto profile --space {p.space})"
         )
-    total = sum(w for _, _, w in pairs)
-    log_ratio = sum(w * math.log(d / h) for d, h, w in pairs) / total
-    ratio = math.exp(log_ratio)
-    sq = sum(w * ((ratio * h - d) / d) ** 2 for d, h, w in pairs) / total
-    return RatioFit(ratio, math.sqrt(sq), len(pairs), keys is not None)
+    ratio = _fit(fitted)
+    return RatioFit(
+        ratio, _rmspe(everything, ratio), len(everything), len(fitted), _rmspe(fitted, ratio)
+    )

@@ -10,9 +10,11 @@ one ``OpKey("mbconv", ...)``, timed as its three convs and the add together
 (``tests/test_predictor.py`` checks the exported ops). What a block timed alone pays and the
 same block inside a network does not is left: one model invocation (setting the input,
 invoking, copying the output out), which the table measures on a trivial model
-(``LatencyTable.overhead``), and effects no per-block number can hold (a standalone residual
-block's TFLite graph ends in a layout ``TRANSPOSE`` the whole network does not have, caches
-stay warm across a network's blocks). The predictors:
+(``LatencyTable.overhead``), and layout changes at the block's boundary that a network does
+once: ONNX Runtime wraps every standalone block in ``ReorderInput`` / ``ReorderOutput``
+(its NCHWc layout), and a standalone residual block's TFLite graph ends in a ``TRANSPOSE``.
+Their cost grows with the block's input and output sizes, so it is learned, not subtracted
+(the residual's ``io_kvalues`` and ``residual_out_kvalues`` features). The predictors:
 
 - ``naive``: the sum of the blocks' medians, each counting its own invocation.
 - ``fusion``: per block, its median minus the measured invocation overhead, plus one overhead

@@ -131,9 +131,14 @@ class Verification:
     def from_json(cls, data: dict[str, Any], path: Path | None = None) -> Verification:
         """Inverse of :meth:`to_json`; bad latencies raise :class:`ConfigError`."""
         entry = cls(**data)
-        what = f"history entry {entry.model_sha256[:12]}"
-        _checked(LatencyStat(entry.predicted_ms, entry.measured_ms, 1), what, path)
+        entry.check(path)
         return entry
+
+    def check(self, path: Path | None) -> None:
+        """Both latencies positive and finite, else :class:`ConfigError`."""
+        what = f"history entry {str(self.model_sha256)[:12]}"
+        _check_ms(self.predicted_ms, what, "predicted_ms", path)
+        _check_ms(self.measured_ms, what, "measured_ms", path)
 
 
 @dataclass
@@ -240,9 +245,21 @@ class LatencyTable:
         if path is None and self.path is None:
             raise ConfigError("LatencyTable.save needs a path: the table was not loaded from disk")
         target = Path(path or self.path)  # type: ignore[arg-type]
+        self._check(target)  # a bad number fails here, before the file on disk is touched
         write_json(target, self.to_json())
         self.path = target
         return target
+
+    def _check(self, path: Path) -> None:
+        """Every latency positive and finite (what :meth:`from_json` would demand on load)."""
+        if self.overhead:
+            _checked(self.overhead, "overhead", path)
+        for key, stat in self.entries.items():
+            _checked(stat, key.describe(), path)
+        for run in self.validation:
+            _checked(LatencyStat(run.measured_ms, run.p90_ms, run.runs), "a validation run", path)
+        for h in self.history:
+            h.check(path)
 
     def sha256(self) -> str:
         """Content hash of the table (key order independent)."""
@@ -308,11 +325,15 @@ class LatencyTable:
 def _checked(stat: LatencyStat, what: str, path: Path | None) -> LatencyStat:
     """``stat`` if its latencies are positive finite numbers, else :class:`ConfigError`."""
     for name in ("median_ms", "p90_ms"):
-        value = getattr(stat, name)
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value <= 0:
-            raise ConfigError(
-                f"latency table {path}: {what} has {name} {value!r}; latencies must be positive "
-                "finite milliseconds; delete the table (or the entry) and measure it again"
-            )
+        _check_ms(getattr(stat, name), what, name, path)
     return stat
+
+
+def _check_ms(value: object, what: str, name: str, path: Path | None) -> None:
+    """A latency must be a positive finite number of milliseconds (not NaN, 0 or a string)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:  # type: ignore[arg-type]
+        raise ConfigError(
+            f"latency table {path}: {what} has {name} {value!r}; latencies must be positive "
+            "finite milliseconds; delete the table (or the entry) and measure it again"
+        )

@@ -1,0 +1,236 @@
+"""Latency predictors against whole networks measured end to end, side by side, per runtime.
+
+N random archs of the space (default: fbnet-lite at MNIST's 1x28x28) are exported once,
+converted for LiteRT and ONNX Runtime, and timed on this machine at the host profile's
+threads. Timing follows edgeauto's own recipe and adds interleaving: every round loads a
+fresh session per artifact (warm-up runs, then timed runs) and the rounds go over all
+artifacts in turn, so a drift in the machine's load spreads over every arch instead of
+biasing a few; each arch's latency is the median of its pooled samples. Predictors:
+
+- ``naive``: sum of the table's block medians;
+- ``fusion``: blocks minus the measured invocation overhead, plus one overhead per model;
+- ``fusion+residual``: ``fusion`` with the ridge correction, K-fold cross-validated (each arch
+  is predicted by a model trained on the other folds only);
+- ``flops``: total FLOPs, a rank proxy (Spearman only).
+
+For each: the share of archs predicted within ±5% and ±10%, RMSPE and Spearman's rho.
+
+    .venv/bin/python benchmarks/latency_predictor.py [--archs 100] [--json out.json]
+        [--tables DIR] [--rounds 5] [--runs 100] [--folds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeauto.data import dataset_shape
+from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
+from edgeauto.errors import ConfigError
+from edgeauto.export.onnx import export_onnx
+from edgeauto.latency.fusion import (
+    FusionResidual,
+    Score,
+    cross_validated,
+    get_predictor,
+    list_predictors,
+)
+from edgeauto.latency.table import LatencyStat, LatencyTable, WholeModelRun
+from edgeauto.pipeline import open_table
+from edgeauto.progress import RichReporter
+from edgeauto.runtimes import get_runtime
+from edgeauto.spaces import Arch, SearchSpace, get_space
+
+RUNTIMES = ("litert", "onnxruntime")
+ORDER = ("naive", "fusion", "fusion+residual", "flops")  # the issue's order; others follow
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--archs", type=int, default=100, help="random archs to measure")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--device", default="host", help="a local device profile")
+    ap.add_argument("--space", default="fbnet-lite")
+    ap.add_argument("--dataset", default="mnist5k", help="its input shape is used")
+    ap.add_argument("--tables", type=Path, default=None, help="tables folder (default hw_latency)")
+    ap.add_argument("--rounds", type=int, default=5, help="fresh sessions per arch and runtime")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per round")
+    ap.add_argument("--warmup", type=int, default=30, help="untimed runs per round")
+    ap.add_argument("--folds", type=int, default=5, help="K of the residual's cross-validation")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args()
+
+
+def distinct_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    rng, seen, archs = random.Random(seed), set(), []
+    while len(archs) < n:
+        arch = space.sample(rng)
+        if arch not in seen:
+            seen.add(arch)
+            archs.append(arch)
+    return archs
+
+
+def export_all(space: SearchSpace, archs: list[Arch], work: Path) -> list[dict[str, Path]]:
+    """Per arch: runtime name -> its artifact (one ONNX export, converted per runtime)."""
+    out = []
+    for i, arch in enumerate(archs):
+        onnx_path = export_onnx(
+            space.build(arch).train(False), space.input_shape, work / f"a{i}.onnx"
+        )
+        out.append(
+            {
+                rt: get_runtime(rt).from_onnx(onnx_path, work / f"a{i}{get_runtime(rt).suffix}")
+                for rt in RUNTIMES
+            }
+        )
+        print(f"\rexported {i + 1}/{len(archs)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return out
+
+
+def measure_interleaved(
+    artifacts: list[dict[str, Path]], threads: int, args: argparse.Namespace
+) -> dict[str, list[list[list[float]]]]:
+    """runtime -> arch -> round -> samples (ms). Round r times every arch before round r+1."""
+    samples = {rt: [[] for _ in artifacts] for rt in RUNTIMES}
+    for r in range(args.rounds):
+        for i, arts in enumerate(artifacts):
+            for rt in RUNTIMES:
+                runtime = get_runtime(rt)
+                samples[rt][i].append(runtime.sample(arts[rt], threads, args.runs, args.warmup))
+        print(f"\rtimed round {r + 1}/{args.rounds}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return samples
+
+
+def noise(rounds: list[list[float]]) -> float:
+    """Relative spread of one arch's round medians (stdev / median): the timing noise."""
+    medians = [statistics.median(s) for s in rounds]
+    return statistics.pstdev(medians) / statistics.median(medians) if len(medians) > 1 else 0.0
+
+
+def score_runtime(table: LatencyTable, runs: list[WholeModelRun], folds: int) -> dict[str, Any]:
+    """Each predictor's scores on ``runs`` (the residual out of fold)."""
+    measured = [r.measured_ms for r in runs]
+    out: dict[str, Any] = {}
+    order = [n for n in ORDER if n in list_predictors()]
+    for name in order + [n for n in list_predictors() if n not in order]:
+        if name == "fusion+residual":
+            try:
+                pred = cross_validated(lambda: FusionResidual(table), runs, folds)
+            except ConfigError as exc:  # too few archs per training fold
+                out[name] = {"error": str(exc)}
+                continue
+        else:
+            model = get_predictor(name, table)
+            pred = [model.predict(r.keys) for r in runs]
+        score = Score.of(pred, measured).to_json()
+        if get_predictor(name, table).rank_only:
+            score = {k: (v if k == "spearman" else None) for k, v in score.items()}
+        out[name] = {**score, "predicted_ms": pred}
+    return out
+
+
+def tables_for(
+    base: DeviceProfile, space: SearchSpace, root: Path | None
+) -> dict[str, LatencyTable]:
+    """The host's table per runtime (measured on first use: ~150 blocks, a few minutes)."""
+    tables = {}
+    for rt in RUNTIMES:
+        prof = base.model_copy(update={"runtime": rt})
+        tables[rt], _ = open_table(prof, space, RichReporter(), root)
+    return tables
+
+
+def main() -> None:
+    args = parse_args()
+    base = load_profile(args.device)
+    if base.connection.kind != "local":
+        sys.exit(
+            f"--device must be a local device profile, got {base.name} ({base.connection.kind})"
+        )
+    shape, classes = dataset_shape(args.dataset)
+    space = get_space(args.space, shape, classes)
+    tables = tables_for(base, space, args.tables)
+    archs = distinct_archs(space, args.archs, args.seed)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgeauto-bench-") as tmp:
+        artifacts = export_all(space, archs, Path(tmp))
+        samples = measure_interleaved(artifacts, base.threads, args)
+    result: dict[str, Any] = {
+        "n_archs": len(archs), "space": space.name, "input_shape": list(shape),
+        "threads": base.threads, "runtime": base.runtime, "cpu": host_cpu_name(),
+        "timing": {"rounds": args.rounds, "runs": args.runs, "warmup": args.warmup,
+                   "interleaved": True, "seconds": time.perf_counter() - t0},
+        "folds": args.folds, "archs": [a.to_json() for a in archs], "runtimes": {},
+    }  # fmt: skip
+    for rt in RUNTIMES:
+        stats = [LatencyStat.from_samples([x for rnd in s for x in rnd]) for s in samples[rt]]
+        runs = [
+            WholeModelRun(tuple(space.blocks(a)), st.median_ms, st.p90_ms, st.runs, "", a.to_json())
+            for a, st in zip(archs, stats)
+        ]
+        result["runtimes"][rt] = {
+            "measured_ms": [st.median_ms for st in stats],
+            "noise": statistics.median(noise(s) for s in samples[rt]),
+            "predictors": score_runtime(tables[rt], runs, args.folds),
+        }  # fmt: skip
+    result["predictors"] = result["runtimes"][base.runtime]["predictors"]
+    print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
+def _cell(v: float | None, pct: bool) -> str:
+    if v is None:
+        return f"{'-':>8}"
+    return f"{v:8.1%}" if pct else f"{v:8.3f}"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    rts = list(result["runtimes"])
+    print(
+        f"\n{result['n_archs']} archs of {result['space']} {tuple(result['input_shape'])}, "
+        f"{result['threads']} thread(s), {result['cpu']}; timing noise (median relative stdev "
+        "of round medians): "
+        + ", ".join(f"{rt} {result['runtimes'][rt]['noise']:.1%}" for rt in rts)
+    )
+    head = "".join(f" | {rt:^35}" for rt in rts)
+    sub = "".join(f" | {'±5%':>8}{'±10%':>8}{'RMSPE':>8}{'rho':>8}   " for _ in rts)
+    print(f"{'predictor':16}{head}\n{'':16}{sub}")
+    for name in result["predictors"]:
+        cells = ""
+        for rt in rts:
+            s = result["runtimes"][rt]["predictors"][name]
+            if "error" in s:
+                cells += f" | {'n/a: too few archs per fold':35}"
+                continue
+            cells += (
+                " | "
+                + "".join(
+                    _cell(s[k], k != "spearman")
+                    for k in ("within_5pct", "within_10pct", "rmspe", "spearman")
+                )
+                + "   "
+            )
+        print(f"{name:16}{cells}")
+    ms = {rt: result["runtimes"][rt]["measured_ms"] for rt in rts}
+    print(
+        "measured ms (min / median / max): "
+        + ", ".join(
+            f"{rt} {min(v):.4f} / {statistics.median(v):.4f} / {max(v):.4f}" for rt, v in ms.items()
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
