@@ -12,8 +12,9 @@ For 30/40/50% FLOPs cuts, every criterion prunes the same per-layer share (the s
 meets the cut), as do Torch-Pruning's magnitude pruner and NNI 3.0's L1/Taylor pruners with
 ModelSpeedup (when the optional ``nni`` extra is installed); each pruned model is fine-tuned
 for the same epochs and measured with LiteRT (host profile threads). Then the latency-budget
-mode (NetAdapt allocation on per-layer latencies measured on the host) at three budgets, beside
-Torch-Pruning's uniform pruning matched to the same predicted latency; both measured.
+mode (NetAdapt allocation on per-layer latencies measured on the host, then whole-model
+calibration as ``edgeauto compress`` does) at three budgets, beside Torch-Pruning's uniform
+pruning bisected to the same measured latency.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch_pruning as tp
 from torch import nn
 
 from edgeauto.compress import PRUNERS, PruneConfig, PruneProblem, count_macs, get_criterion
+from edgeauto.compress.calibrate import prune_measured
 from edgeauto.compress.graph import classifier_layers
 from edgeauto.compress.layer_lut import LayerLatency
 from edgeauto.compress.scratch import recalibrate_bn
@@ -227,25 +229,34 @@ def flops_cuts(b: Bench, criteria: tuple[str, ...], with_nni: bool) -> None:
 
 
 def latency_budgets(b: Bench, criterion: str) -> None:
-    """NetAdapt to a latency budget vs Torch-Pruning uniform at the same predicted latency."""
+    """NetAdapt to a measured latency budget vs Torch-Pruning's uniform pruning bisected to the
+    same measured latency."""
     cost = LayerLatency(b.timer, b.shape)
+    pruner = PRUNERS.get("netadapt")(criterion, PruneConfig(iterations=4, round_to=ROUND_TO))
     for frac in BUDGETS:
         budget = b.ms * frac
-        t0, m = time.time(), copy.deepcopy(b.model)
-        problem = PruneProblem(b.shape, cost, budget, b.data)
-        cfg = PruneConfig(iterations=4, round_to=ROUND_TO)
-        plan = PRUNERS.get("netadapt")(criterion, cfg).prune(m, problem)
-        predicted = cost(m)
-        b.score(f"netadapt-{criterion}", m, t0, budget)
-        print(f"    plan: {plan.status}, {len(plan.steps) - 1} steps, predicted {predicted:.4f} ms")
-        lo, hi = 0.0, 0.9  # Torch-Pruning's share with the same predicted latency
-        while hi - lo > 0.01:
-            mid = (lo + hi) / 2
-            cand = tp_magnitude(copy.deepcopy(b.model), b.shape, mid)
-            lo, hi = (lo, mid) if cost(cand) <= predicted else (mid, hi)
         t0 = time.time()
-        b.score("torch-pruning-magnitude@latency", tp_magnitude(copy.deepcopy(b.model), b.shape, hi),
-                t0, budget)  # fmt: skip
+        problem = PruneProblem(b.shape, cost, budget, b.data)
+        m, plan = prune_measured(pruner, copy.deepcopy(b.model), problem, b.measure)
+        row = b.score(f"netadapt-{criterion}", m, t0, budget)
+        print(f"    plan: {plan.status}, {len(plan.steps) - 1} steps, "
+              f"{len(plan.calibrations)} calibrations", flush=True)  # fmt: skip
+        t0 = time.time()
+        b.score("torch-pruning-magnitude@latency", _tp_at(b, row.measured_ms), t0, budget)
+
+
+def _tp_at(b: Bench, ms: float) -> nn.Module:
+    """Torch-Pruning's magnitude pruner at the smallest share measured at or below ``ms``."""
+    lo, hi = 0.0, 0.9
+    best = tp_magnitude(copy.deepcopy(b.model), b.shape, hi)
+    while hi - lo > 0.02:
+        mid = (lo + hi) / 2
+        cand = tp_magnitude(copy.deepcopy(b.model), b.shape, mid)
+        if b.measure(cand) <= ms:
+            hi, best = mid, cand
+        else:
+            lo = mid
+    return best
 
 
 def summary(rows: list[Row]) -> None:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from edgeauto.compress import CRITERIA, PRUNERS, PruneConfig, PruneProblem, PruningPlan
+from edgeauto.compress.calibrate import MAX_CALIBRATIONS, prune_measured
 from edgeauto.compress.scratch import reinitialize
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
@@ -52,7 +53,6 @@ from edgeauto.spaces.base import Arch
 from edgeauto.train import TrainConfig, accuracy, fit
 from edgeauto.version import __version__
 
-MAX_CALIBRATIONS = 3  # whole-model measurements that may send pruning on
 
 
 @dataclass
@@ -200,26 +200,13 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     cfg = ctx.cfg
     prune_cfg = PruneConfig(round_to=ctx.profile.pruning_multiple, seed=cfg.seed)
     pruner = PRUNERS.get(cfg.allocation)(cfg.criterion, prune_cfg)
-    plan = PruningPlan(cfg.criterion, cfg.latency_ms, cfg.allocation)
-    best: tuple[float, nn.Module, dict[str, Any]] | None = None
-    target = cfg.latency_ms
+    problem = PruneProblem(shape, ctx.latency_of, cfg.latency_ms, ctx.data)
+    measure = (lambda m: _measure_whole(ctx, m)) if ctx.whole_timer else None
     title = f"pruning ({cfg.allocation}, {cfg.criterion}) to {cfg.latency_ms:g} ms"
     with ctx.reporter.task(title, MAX_CALIBRATIONS) as task:
-        for attempt in range(1, MAX_CALIBRATIONS + 1):
-            n_ops = len(plan.ops)
-            pruner.prune(model, PruneProblem(shape, ctx.latency_of, target, ctx.data), plan)
-            task.update(attempt, MAX_CALIBRATIONS)
-            measured = _measure_whole(ctx, model) if plan.ops else None
-            if measured is not None and (best is None or measured < best[0]):
-                best = (measured, copy.deepcopy(model), plan.to_json())
-            if measured is None or measured <= cfg.latency_ms or len(plan.ops) == n_ops:
-                break
-            # The table's sum missed the whole model's real latency: aim lower by that ratio.
-            plan.calibrations.append((target, measured))
-            target *= cfg.latency_ms / measured
-    if best is not None and best[1] is not model and best[0] < (measured or float("inf")):
-        model, plan = best[1], PruningPlan.from_json(best[2])  # an earlier state measured faster
-    plan.budget = cfg.latency_ms
+        model, plan = prune_measured(
+            pruner, model, problem, measure, lambda n: task.update(n, MAX_CALIBRATIONS)
+        )
     ctx.rd.record("prune", {"plan": plan.to_json()})
     return model, plan
 

@@ -102,10 +102,17 @@ class WholeModelRun:
     @classmethod
     def from_json(cls, data: dict[str, Any], path: Path | None = None) -> WholeModelRun:
         """Inverse of :meth:`to_json`; bad latencies raise :class:`ConfigError`."""
-        stat = LatencyStat(data["measured_ms"], data["p90_ms"], data["runs"])
-        _checked(stat, f"validation run of {data.get('date')}", path)
         keys = tuple(OpKey.from_json(k) for k in data["keys"])
-        return cls(keys, stat.median_ms, stat.p90_ms, stat.runs, str(data["date"]), data["arch"])
+        when, arch = str(data["date"]), data["arch"]
+        run = cls(keys, data["measured_ms"], data["p90_ms"], data["runs"], when, arch)
+        run.check(path)
+        return run
+
+    def check(self, path: Path | None) -> None:
+        """Both latencies positive and finite, else :class:`ConfigError`."""
+        what = f"validation run of {self.date}"
+        _check_ms(self.measured_ms, what, "measured_ms", path)
+        _check_ms(self.p90_ms, what, "p90_ms", path)
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ class LatencyTable:
         for key, stat in self.entries.items():
             _checked(stat, key.describe(), path)
         for run in self.validation:
-            _checked(LatencyStat(run.measured_ms, run.p90_ms, run.runs), "a validation run", path)
+            run.check(path)
         for h in self.history:
             h.check(path)
 

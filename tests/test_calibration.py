@@ -1,0 +1,255 @@
+"""Calibration (history of verified artifacts) and emulation of unreachable devices.
+
+The device/host ratio is fitted between two real tables measured here (LiteRT and ONNX
+Runtime on this machine, the micro space at 28x28) and checked against a real exported
+model timed with both runtimes. The pipeline is run end to end against an ssh device that
+cannot be reached (emulated, labelled) and, where sshd is installed, one that can (timed on
+the "board" through the ssh runner, history appended).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import MICRO, largest_arch, micro_table_path
+
+import edgeauto
+from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
+from edgeauto.errors import ConfigError
+from edgeauto.export.onnx import export_onnx
+from edgeauto.latency.calibration import (
+    MIN_ENTRIES,
+    WINDOW,
+    calibration_factor,
+    fit_ratio,
+    record_verification,
+)
+from edgeauto.latency.predictor import MeasuringPredictor
+from edgeauto.latency.table import LatencyStat, LatencyTable, Verification
+from edgeauto.pipeline import open_table
+from edgeauto.progress import NullReporter
+from edgeauto.runtimes import get_runtime
+from edgeauto.spaces import get_space
+from edgeauto.testing.sshd import ThrowawaySshd, free_port, keygen, sshd_unavailable
+
+SHAPE28 = (1, 28, 28)
+SHA = "0" * 64
+
+
+def _entry(i: int, ratio: float, predictor: str = "fusion") -> Verification:
+    return Verification(f"{i:064d}", 0.1, 0.1 * ratio, predictor, f"2026-01-0{i % 9 + 1}")
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+
+def test_calibration_factor(micro_table: LatencyTable) -> None:
+    micro_table.history = [_entry(i, 1.2) for i in range(MIN_ENTRIES - 1)]
+    assert calibration_factor(micro_table, "fusion") == 1.0  # too few to trust a median
+    micro_table.history.append(_entry(9, 1.5))
+    assert calibration_factor(micro_table, "fusion") == pytest.approx(1.2)  # the median
+    micro_table.history += [_entry(10 + i, 0.9, "fusion+residual:abc") for i in range(5)]
+    assert calibration_factor(micro_table, "fusion") == pytest.approx(1.2)  # others ignored
+    assert calibration_factor(micro_table, "fusion+residual:abc") == pytest.approx(0.9)
+    micro_table.history += [_entry(20 + i, 1.1) for i in range(WINDOW)]
+    assert calibration_factor(micro_table, "fusion") == pytest.approx(1.1)  # last WINDOW only
+
+
+def test_record_verification_saves_with_the_table(tables_copy: Path) -> None:
+    path = micro_table_path(tables_copy)
+    table = LatencyTable.load(path)
+    entries = dict(table.entries)
+    record_verification(table, SHA, 0.05, 0.06, "fusion")
+    record_verification(table, "1" * 64, 0.05, 0.07, "fusion")
+    record_verification(table, SHA, 0.05, 0.055, "fusion")  # verified again: replaces
+    loaded = LatencyTable.load(path)
+    assert [(h.model_sha256, h.measured_ms) for h in loaded.history] == [
+        ("1" * 64, 0.07),
+        (SHA, 0.055),
+    ]
+    assert loaded.entries == entries and loaded.history == table.history
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # atomic: no temp files
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -1.0, float("inf")])
+def test_bad_verification_leaves_the_table_alone(tables_copy: Path, bad: float) -> None:
+    path = micro_table_path(tables_copy)
+    before = path.read_bytes()
+    table = LatencyTable.load(path)
+    with pytest.raises(ConfigError, match="positive finite") as exc:
+        record_verification(table, SHA, 0.05, bad, "fusion")
+    assert "\n" not in str(exc.value)
+    assert table.history == [] and path.read_bytes() == before
+
+
+def test_predictor_applies_calibration(micro_table: LatencyTable) -> None:
+    micro_table.history = [_entry(i, 1.25) for i in range(MIN_ENTRIES)]
+    predictor = MeasuringPredictor(micro_table)
+    keys = list(micro_table.entries)[:4]
+    assert predictor.calibration == pytest.approx(1.25)
+    assert predictor.uncalibrated(keys) == pytest.approx(micro_table.predict_keys(keys))
+    assert predictor.predict_keys(keys) == pytest.approx(1.25 * micro_table.predict_keys(keys))
+    assert predictor.to_json()["calibration"] == pytest.approx(1.25)
+    assert MeasuringPredictor(micro_table, calibration=1.0).predict_keys(keys) == pytest.approx(
+        micro_table.predict_keys(keys)
+    )
+
+
+# -- the device/host ratio ------------------------------------------------------------------------
+
+
+def test_fit_ratio_algebra(micro_table: LatencyTable) -> None:
+    same = fit_ratio(micro_table, micro_table)
+    assert same.ratio == pytest.approx(1.0) and same.rmspe == pytest.approx(0.0)
+    assert same.shared == len(micro_table.entries)
+    slower = dataclasses.replace(
+        micro_table,
+        entries={k: LatencyStat(2 * s.median_ms, 2 * s.p90_ms, s.runs) for k, s in micro_table.entries.items()},
+    )  # fmt: skip
+    fit = fit_ratio(slower, micro_table, list(micro_table.entries)[:5])
+    assert fit.ratio == pytest.approx(2.0) and fit.rmspe == pytest.approx(0.0)
+    assert fit.blocks == 5 and fit.emulate(LatencyStat(0.1, 0.2, 9)) == LatencyStat(0.2, 0.4, 9)
+    guessed = dataclasses.replace(slower, estimated=set(list(slower.entries)[:-2]))
+    with pytest.raises(ConfigError, match="share 2 measured blocks, need >= 3") as exc:
+        fit_ratio(guessed, micro_table)  # estimated entries are never fitted on
+    assert "\n" not in str(exc.value)
+
+
+@pytest.fixture(scope="module")
+def tables28(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LatencyTable]:
+    """This machine's LiteRT and ONNX Runtime tables of the micro space at 28x28 (measured)."""
+    root = tmp_path_factory.mktemp("tables28")
+    host, space = load_profile("host"), get_space(MICRO, SHAPE28, 10)
+    out = {}
+    for rt in ("litert", "onnxruntime"):
+        out[rt], _ = open_table(
+            host.model_copy(update={"runtime": rt}), space, NullReporter(), root
+        )
+    return out
+
+
+def test_emulation_between_two_real_tables(
+    tables28: dict[str, LatencyTable], tmp_path: Path
+) -> None:
+    """Treat ONNX Runtime as 'the device' and LiteRT as 'the host': a real model's emulated
+    ONNX Runtime latency (its LiteRT time x the fitted ratio) lands within the fit's error of
+    its real ONNX Runtime time."""
+    device, host = tables28["onnxruntime"], tables28["litert"]
+    table_fit = fit_ratio(device, host)
+    assert table_fit.shared == 21 and 0 < table_fit.rmspe < 1
+    space = get_space(MICRO, SHAPE28, 10)
+    arch = largest_arch(space)
+    keys = space.blocks(arch)
+    onnx_path = export_onnx(space.build(arch).train(False), SHAPE28, tmp_path / "m.onnx")
+    threads = host.provenance.threads
+    stats = {}
+    for rt in ("litert", "onnxruntime"):
+        runtime = get_runtime(rt)
+        artifact = runtime.from_onnx(onnx_path, tmp_path / f"m{runtime.suffix}")
+        stats[rt] = runtime.measure(artifact, threads, runs=100, warmup=30, rounds=5)
+    fit = fit_ratio(device, host, keys)
+    emulated = fit.emulate(stats["litert"]).median_ms
+    real = stats["onnxruntime"].median_ms
+    error = abs(emulated - real) / real
+    assert error <= fit.rmspe, (
+        f"emulated {emulated:.4f} ms vs measured {real:.4f} ms: error {error:.1%} > fit "
+        f"error {fit.rmspe:.1%} (ratio {fit.ratio:.3f}; table-wide ratio {table_fit.ratio:.3f})"
+    )
+
+
+# -- the pipeline on an ssh device: unreachable (emulated) and reachable -------------------------
+
+
+def _board_yaml(tmp_path: Path, profile: DeviceProfile) -> Path:
+    path = tmp_path / f"{profile.name}.yaml"
+    path.write_text(yaml.safe_dump(profile.model_dump(mode="json", exclude={"source"})))
+    return path
+
+
+def _board_tables(micro_tables: Path, root: Path, board: DeviceProfile) -> Path:
+    """``root`` with this machine's table and the same numbers as the board's table (the
+    board of these tests is this machine, reached over ssh)."""
+    host_table = LatencyTable.load(micro_table_path(micro_tables))
+    host_table.save(micro_table_path(root))
+    board_table = LatencyTable.load(micro_table_path(micro_tables))
+    board_table.provenance = dataclasses.replace(
+        board_table.provenance, device=board.name, threads=board.threads
+    )
+    return board_table.save(micro_table_path(root, device=board.name))
+
+
+def _run(device: str | Path, tables: Path, out: Path) -> edgeauto.Manifest:
+    return edgeauto.run(
+        device=str(device), latency_ms=1.0, dataset="digits", space=MICRO, trials=1, epochs=1,
+        tables=str(tables), out=str(out), measure_runs=60,
+    )  # fmt: skip
+
+
+def test_unreachable_device_is_emulated_and_labelled(
+    cli, micro_tables: Path, tmp_path: Path
+) -> None:
+    base = load_profile("raspberry-pi-4")
+    conn = {"kind": "ssh", "host": "127.0.0.1", "port": free_port(), "user": "pi"}
+    board = DeviceProfile.model_validate(
+        {**base.model_dump(mode="json", exclude={"source"}), "name": "test-gone", "threads": 1,
+         "connection": conn}
+    )  # fmt: skip
+    device_yaml, root = _board_yaml(tmp_path, board), tmp_path / "tables"
+    board_table = _board_tables(micro_tables, root, board)
+    before = board_table.read_bytes()
+    out = tmp_path / "out"
+    args = ["run", "--device", str(device_yaml), "--dataset", "digits", "--space", MICRO]
+    result = cli(*args, "--trials", "1", "--epochs", "1", "--latency-ms", "1", "--tables",
+                 str(root), "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.stderr + result.stdout
+    assert "EMULATED litert" in result.stdout and "fit error" in result.stdout
+    m = edgeauto.Manifest.load(out)
+    assert m["device"]["measured_on"] == "emulated"
+    lat = m["latency"]
+    e = lat["emulation"]
+    assert lat["measured_on"] == "emulated" and "cannot reach" in e["reason"]
+    assert e["ratio"] == pytest.approx(1.0) and e["rmspe"] == pytest.approx(0.0)  # same numbers
+    assert lat["measured"]["litert_ms"] == pytest.approx(e["host_ms"] * e["ratio"])
+    assert set(lat["measured"]) == {"litert_ms", "litert_p90_ms"}  # nothing claimed measured
+    assert e["host_cpu"] == host_cpu_name() and e["shared"] == 21
+    report = (out / "report.md").read_text()
+    assert "litert (**emulated**)" in report and "Emulated, not measured" in report
+    assert board_table.read_bytes() == before  # an estimate never calibrates the device
+
+
+@pytest.mark.skipif(bool(sshd_unavailable()), reason=str(sshd_unavailable()))
+def test_reachable_ssh_device_is_timed_there(micro_tables: Path, tmp_path: Path) -> None:
+    client_key = keygen(tmp_path / "client" / "id_ed25519")
+    with ThrowawaySshd(tmp_path / "sshd", client_key) as server:
+        base = load_profile("raspberry-pi-4").model_copy(
+            update={"name": "test-board", "threads": 1}
+        )
+        board = server.profile(base, python=sys.executable, workdir=str(tmp_path / "board"))
+        root = tmp_path / "tables"
+        board_table = _board_tables(micro_tables, root, board)
+        m = _run(_board_yaml(tmp_path, board), root, tmp_path / "out")
+    assert m["device"]["measured_on"] == "device" and m["device"]["cpu"] == host_cpu_name()
+    lat = m["latency"]
+    assert lat["emulation"] is None and lat["skipped"] == {}
+    assert {"litert_ms", "onnxruntime_ms"} <= set(lat["measured"])
+    assert "torch_eager_ms" not in lat["measured"]  # PyTorch does not run on the board
+    history = LatencyTable.load(board_table).history
+    assert len(history) == 1 and history[0].measured_ms == pytest.approx(m.measured_ms)
+    assert history[0].predicted_ms == pytest.approx(m.predicted_ms)  # calibration was 1.0
+    assert history[0].predictor == lat["predictor"]["signature"] == "fusion"
+    assert lat["calibration"] == {"used": 1.0, "history": 1, "next": 1.0}
+    assert json.loads(json.dumps(m.data)) == m.data
+
+
+def test_local_run_records_history(tables_copy: Path, tmp_path: Path) -> None:
+    m = _run("host", tables_copy, tmp_path / "out")
+    history = LatencyTable.load(micro_table_path(tables_copy)).history
+    assert len(history) == 1
+    assert history[0].measured_ms == pytest.approx(m["latency"]["measured"]["litert_ms"])
+    assert m["device"]["measured_on"] == "device" and m["device"]["cpu"] == host_cpu_name()
+    assert "torch_eager_ms" in m["latency"]["measured"]
