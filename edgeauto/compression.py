@@ -83,9 +83,7 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     """The user's own module, costed by timing each of its layers on the device."""
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
-    if not cfg.resume:
-        for name in ("stages.json", "trials.jsonl"):
-            rd.path(name).unlink(missing_ok=True)
+    rd.start(cfg.resume)
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     model = load_user_model(spec, data)
     if cfg.weights:

@@ -126,9 +126,7 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     STRATEGIES.get(cfg.strategy), PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
-    if not cfg.resume:
-        for name in ("stages.json", "trials.jsonl"):
-            rd.path(name).unlink(missing_ok=True)
+    rd.start(cfg.resume)
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     space = get_space(cfg.space, data.input_shape, data.num_classes)
     root = Path(cfg.tables) if cfg.tables else None

@@ -31,6 +31,12 @@ class RunDir:
     def path(self, name: str) -> Path:
         return self.root / name
 
+    def start(self, resume: bool) -> None:
+        """Begin a run: unless resuming, forget the stages and trials of an earlier one."""
+        if not resume:
+            for name in ("stages.json", "trials.jsonl"):
+                self.path(name).unlink(missing_ok=True)
+
     # -- stages -----------------------------------------------------------------------------
     def stages(self) -> dict[str, Any]:
         """Finished stages and what each recorded."""

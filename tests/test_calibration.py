@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MICRO, largest_arch, micro_table_path
+from helpers import MICRO, largest_arch, micro_table_path, sample_archs
 
 import edgeauto
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
@@ -122,43 +123,51 @@ def test_fit_ratio_algebra(micro_table: LatencyTable) -> None:
 
 @pytest.fixture(scope="module")
 def tables28(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LatencyTable]:
-    """This machine's LiteRT and ONNX Runtime tables of the micro space at 28x28 (measured)."""
+    """Two real LiteRT tables of the micro space at 28x28, measured here: this machine at
+    1 thread ("host") and at 2 threads (the "device": same runtime, other speed)."""
     root = tmp_path_factory.mktemp("tables28")
     host, space = load_profile("host"), get_space(MICRO, SHAPE28, 10)
-    out = {}
-    for rt in ("litert", "onnxruntime"):
-        out[rt], _ = open_table(
-            host.model_copy(update={"runtime": rt}), space, NullReporter(), root
-        )
-    return out
+    device = host.model_copy(update={"name": "host-2-threads", "threads": 2})
+    return {
+        "host": open_table(host.model_copy(update={"threads": 1}), space, NullReporter(), root)[0],
+        "device": open_table(device, space, NullReporter(), root)[0],
+    }
+
+
+def _interleaved(artifact: Path, threads: tuple[int, int], rounds: int = 5) -> list[LatencyStat]:
+    """One artifact timed at two thread counts, round after round (drift hits both)."""
+    litert = get_runtime("litert")
+    samples: list[list[float]] = [[], []]
+    for _ in range(rounds):
+        for i, t in enumerate(threads):
+            samples[i] += litert.sample(artifact, t, runs=100, warmup=30)
+    return [LatencyStat.from_samples(s) for s in samples]
 
 
 def test_emulation_between_two_real_tables(
     tables28: dict[str, LatencyTable], tmp_path: Path
 ) -> None:
-    """Treat ONNX Runtime as 'the device' and LiteRT as 'the host': a real model's emulated
-    ONNX Runtime latency (its LiteRT time x the fitted ratio) lands within the fit's error of
-    its real ONNX Runtime time."""
-    device, host = tables28["onnxruntime"], tables28["litert"]
-    table_fit = fit_ratio(device, host)
-    assert table_fit.shared == 21 and 0 < table_fit.rmspe < 1
+    """Real exported models, timed 'on the host' (1 thread) and 'on the device' (2 threads):
+    the emulated device latency (host time x the fitted ratio) is within the fit's error of
+    the device's real time: the errors' RMS is at most the fit's RMSPE."""
+    device, host = tables28["device"], tables28["host"]
+    assert fit_ratio(device, host).shared == 21
     space = get_space(MICRO, SHAPE28, 10)
-    arch = largest_arch(space)
-    keys = space.blocks(arch)
-    onnx_path = export_onnx(space.build(arch).train(False), SHAPE28, tmp_path / "m.onnx")
-    threads = host.provenance.threads
-    stats = {}
-    for rt in ("litert", "onnxruntime"):
-        runtime = get_runtime(rt)
-        artifact = runtime.from_onnx(onnx_path, tmp_path / f"m{runtime.suffix}")
-        stats[rt] = runtime.measure(artifact, threads, runs=100, warmup=30, rounds=5)
-    fit = fit_ratio(device, host, keys)
-    emulated = fit.emulate(stats["litert"]).median_ms
-    real = stats["onnxruntime"].median_ms
-    error = abs(emulated - real) / real
-    assert error <= fit.rmspe, (
-        f"emulated {emulated:.4f} ms vs measured {real:.4f} ms: error {error:.1%} > fit "
-        f"error {fit.rmspe:.1%} (ratio {fit.ratio:.3f}; table-wide ratio {table_fit.ratio:.3f})"
+    errors, fits = [], []
+    for i, arch in enumerate([largest_arch(space), *sample_archs(space, 3, seed=7)]):
+        onnx_path = export_onnx(space.build(arch).train(False), SHAPE28, tmp_path / f"{i}.onnx")
+        artifact = get_runtime("litert").from_onnx(onnx_path, tmp_path / f"{i}.tflite")
+        on_host, on_device = _interleaved(artifact, (1, 2))
+        fit = fit_ratio(device, host, space.blocks(arch))
+        assert 0 < fit.rmspe < 1 and fit.blocks == len(space.blocks(arch))
+        emulated = fit.emulate(on_host).median_ms
+        errors.append((emulated - on_device.median_ms) / on_device.median_ms)
+        fits.append(fit)
+    rms = math.sqrt(sum(e * e for e in errors) / len(errors))
+    worst_fit = max(f.rmspe for f in fits)
+    assert rms <= worst_fit, (
+        f"emulation errors {[f'{e:+.1%}' for e in errors]} (RMS {rms:.1%}) exceed the fit "
+        f"errors {[f'{f.rmspe:.1%}' for f in fits]} (ratios {[round(f.ratio, 3) for f in fits]})"
     )
 
 

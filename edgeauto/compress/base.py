@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from edgeauto.compress.criteria import Criterion, get_criterion
-from edgeauto.compress.graph import build_graph, remove_module
+from edgeauto.compress.graph import build_graph, forward_with_hook, remove_module
 from edgeauto.compress.scratch import recalibrate_bn
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
@@ -247,14 +247,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         elif isinstance(m, nn.Linear):
             total += m.in_features * m.out_features
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.train(False)
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hook(model, input_shape, hook)
     return total
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -102,6 +104,20 @@ def _get(model: nn.Module, name: str) -> nn.Module:
         return model
 
 
+def forward_with_hook(
+    model: nn.Module, input_shape: tuple[int, ...], hook: Callable[[nn.Module, tuple, Any], None]
+) -> None:
+    """One batch-1 forward pass of zeros in inference mode with ``hook`` on every module."""
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model.train(False)
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def classifier_layers(model: nn.Module) -> list[nn.Module]:
     """Layers whose outputs are the classes: every linear layer (never prune the labels)."""
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -154,14 +170,7 @@ def depth_candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[Dep
         if names.get(m) and isinstance(out, torch.Tensor) and inp and torch.is_tensor(inp[0]):
             shapes[names[m]] = inp[0].shape == out.shape
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.train(False)
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hook(model, input_shape, hook)
     if hasattr(model, "removable_blocks"):  # the model knows its blocks better than shapes do
         allowed = set(model.removable_blocks())
         shapes = {n: same for n, same in shapes.items() if n in allowed}

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeauto.compress.graph import forward_with_hook
 from edgeauto.latency.profiler import BlockTimer
 
 
@@ -65,14 +66,7 @@ def layer_keys(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerKey]
         elif isinstance(m, nn.Linear):
             keys.append(LayerKey("linear", m.in_features, m.out_features))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.train(False)
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hook(model, input_shape, hook)
     return keys
 
 
