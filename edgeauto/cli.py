@@ -180,7 +180,8 @@ def _summary(manifest) -> None:
             t.add_row(f"{'EMULATED' if emulated else 'measured'} {key[:-3]} (ms)", f"{value:.4f}")
     if emulated:  # the device was out of reach: the number is this machine's x a fitted ratio
         e = lat["emulation"]
-        t.add_row("emulation fit error (RMSPE)", f"{e['rmspe']:.1%} ({e['shared']} blocks)")
+        t.add_row("emulation fit error (blocks)", f"{e['rmspe']:.1%} ({e['shared']} blocks)")
+        t.add_row("emulation expected error", f"{e['expected_error']:.1%}")
     t.add_row("within budget", "yes" if manifest.within_budget else "NO")
     out.print(t)
     out.print(f"run directory: {manifest.path.parent}")

@@ -28,7 +28,12 @@ from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
 from edgeauto.fileio import atomic_path, sha256_file, write_text
-from edgeauto.latency.calibration import calibration_factor, fit_ratio, record_verification
+from edgeauto.latency.calibration import (
+    calibration_factor,
+    expected_error,
+    fit_emulation,
+    record_verification,
+)
 from edgeauto.latency.importers import usable_imported
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
@@ -52,7 +57,6 @@ from edgeauto.spaces import SearchSpace, get_space
 from edgeauto.spaces.base import Arch
 from edgeauto.train import TrainConfig, accuracy, fit
 from edgeauto.version import __version__
-
 
 
 @dataclass
@@ -307,10 +311,11 @@ def _emulate(
     ctx: Context, model: nn.Module, artifacts: dict[str, Path], reason: Exception
 ) -> dict[str, LatencyStat]:
     """The device's latency estimated here: the artifact timed on this machine with the
-    profile's runtime, times the device/host ratio fitted on the blocks both tables share
-    (:func:`edgeauto.latency.calibration.fit_ratio`, weighted to this model's blocks).
+    profile's runtime, mapped by the device/host law (fixed cost + ratio) fitted on the
+    blocks both tables share (:func:`edgeauto.latency.calibration.fit_emulation`).
 
-    This machine's table for the space is opened (or started) and given the model's blocks.
+    This machine's table for the space is opened (or started) and given the model's blocks,
+    so that the blocks the model is made of are among those the law is fitted on.
     """
     assert ctx.table is not None and ctx.space is not None  # checked by the caller
     rt, runs = ctx.profile.runtime, ctx.cfg.measure_runs
@@ -319,15 +324,16 @@ def _emulate(
     timer = make_timer(host, ProfileSettings())
     try:
         host_table = open_device_table(host, ctx.space.name, timer, _tables_root(ctx))
-        fill_table(host_table, keys, timer)  # the ratio is fitted on the model's blocks
+        fill_table(host_table, keys, timer)
     finally:
         timer.close()
-    fit = fit_ratio(ctx.table, host_table, keys)
+    fit = fit_emulation(ctx.table, host_table)
     host_stat = get_runtime(rt).measure(artifacts[rt], host.threads, runs, max(20, runs // 4))
     emulation = {
         "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
         "host_threads": host.threads, "host_ms": host_stat.median_ms,
         "host_p90_ms": host_stat.p90_ms, "host_table": str(host_table.path), **fit.to_json(),
+        "expected_error": expected_error(fit, ctx.table, host_table),
     }  # fmt: skip
     ctx.measurement.update(
         measured_on="emulated", cpu=ctx.table.provenance.cpu_model, emulation=emulation

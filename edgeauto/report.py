@@ -38,10 +38,11 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
         e = lat["emulation"]
         lines.append(
             f"**Emulated, not measured**: the device could not be reached ({e['reason']}). "
-            f"{lat['runtime']} = this machine's {_fmt(e['host_ms'])} ms ({e['host_cpu']}, "
-            f"{e['host_threads']} threads) x device/host ratio {e['ratio']:.3f}, fitted on "
-            f"the model's {e['blocks']} blocks; fit error {e['rmspe']:.1%} (RMSPE over the "
-            f"{e['shared']} blocks both tables share)."
+            f"{lat['runtime']} = {e['fixed_ms']:.4f} ms + {e['scale']:.3f} x this machine's "
+            f"{_fmt(e['host_ms'])} ms ({e['host_cpu']}, {e['host_threads']} threads), a "
+            f"device/host law fitted on the {e['shared']} blocks both tables share; fit error "
+            f"{e['rmspe']:.1%} (RMSPE of those blocks), expected error on a whole network "
+            f"{e['expected_error']:.1%}."
         )
     for name, why in (lat.get("skipped") or {}).items():
         lines.append(f"Not timed on the device: {name} ({why}).")

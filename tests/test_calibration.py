@@ -1,8 +1,8 @@
 """Calibration (history of verified artifacts) and emulation of unreachable devices.
 
-The device/host ratio is fitted between two real tables measured here (LiteRT and ONNX
-Runtime on this machine, the micro space at 28x28) and checked against a real exported
-model timed with both runtimes. The pipeline is run end to end against an ssh device that
+The device/host law is fitted between two real tables measured here (LiteRT and ONNX
+Runtime on this machine, the micro space at 28x28) and checked against real exported
+models timed with both runtimes. The pipeline is run end to end against an ssh device that
 cannot be reached (emulated, labelled) and, where sshd is installed, one that can (timed on
 the "board" through the ssh runner, history appended).
 """
@@ -14,31 +14,40 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+import torch
 import yaml
 from helpers import MICRO, largest_arch, micro_table_path, sample_archs
 
 import edgeauto
+from edgeauto import pipeline
+from edgeauto.config import RunConfig
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
-from edgeauto.errors import ConfigError
+from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.latency.calibration import (
     MIN_ENTRIES,
     WINDOW,
     calibration_factor,
-    fit_ratio,
+    expected_error,
+    fit_emulation,
     record_verification,
 )
 from edgeauto.latency.predictor import MeasuringPredictor
+from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
+from edgeauto.latency.runners import DeviceInfo, Runner
 from edgeauto.latency.table import LatencyStat, LatencyTable, Verification
 from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
+from edgeauto.rundir import RunDir
 from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import get_space
 from edgeauto.testing.sshd import ThrowawaySshd, free_port, keygen, sshd_unavailable
 
 SHAPE28 = (1, 28, 28)
+VALIDATION = 6  # whole networks per table
 SHA = "0" * 64
 
 
@@ -104,70 +113,90 @@ def test_predictor_applies_calibration(micro_table: LatencyTable) -> None:
 # -- the device/host ratio ------------------------------------------------------------------------
 
 
-def test_fit_ratio_algebra(micro_table: LatencyTable) -> None:
-    same = fit_ratio(micro_table, micro_table)
-    assert same.ratio == pytest.approx(1.0) and same.rmspe == pytest.approx(0.0)
-    assert same.shared == len(micro_table.entries)
-    slower = dataclasses.replace(
-        micro_table,
-        entries={k: LatencyStat(2 * s.median_ms, 2 * s.p90_ms, s.runs) for k, s in micro_table.entries.items()},
-    )  # fmt: skip
-    fit = fit_ratio(slower, micro_table, list(micro_table.entries)[:5])
-    assert fit.ratio == pytest.approx(2.0) and fit.rmspe == pytest.approx(0.0)
-    assert fit.blocks == 5 and fit.emulate(LatencyStat(0.1, 0.2, 9)) == LatencyStat(0.2, 0.4, 9)
-    guessed = dataclasses.replace(slower, estimated=set(list(slower.entries)[:-2]))
+def test_fit_algebra(micro_table: LatencyTable) -> None:
+    same = fit_emulation(micro_table, micro_table)
+    assert same.fixed_ms == pytest.approx(0.0, abs=1e-9) and same.scale == pytest.approx(1.0)
+    assert same.rmspe == pytest.approx(0.0, abs=1e-9)
+    assert same.shared == len(micro_table.entries) + 1  # the blocks and the overhead
+
+    def mapped(fixed: float, scale: float) -> LatencyTable:
+        def f(s: LatencyStat) -> LatencyStat:
+            return LatencyStat(fixed + scale * s.median_ms, fixed + scale * s.p90_ms, s.runs)
+
+        entries = {k: f(s) for k, s in micro_table.entries.items()}
+        return dataclasses.replace(micro_table, entries=entries, overhead=f(micro_table.overhead))
+
+    fit = fit_emulation(mapped(0.004, 2.5), micro_table)
+    assert fit.fixed_ms == pytest.approx(0.004) and fit.scale == pytest.approx(2.5)
+    assert fit.rmspe == pytest.approx(0.0, abs=1e-9) and not fit.ratio
+    assert fit.emulate(LatencyStat(0.1, 0.2, 9)) == LatencyStat(
+        pytest.approx(0.254), pytest.approx(0.504), 9
+    )
+    few = dataclasses.replace(
+        mapped(0.0, 3.0), overhead=None, estimated=set(list(micro_table.entries)[:-4])
+    )
+    ratio = fit_emulation(few, micro_table)  # 4 measured blocks: a plain ratio
+    assert ratio.ratio and ratio.scale == pytest.approx(3.0) and ratio.fixed_ms == 0.0
+    none = dataclasses.replace(few, estimated=set(list(micro_table.entries)[:-2]))
     with pytest.raises(ConfigError, match="share 2 measured blocks, need >= 3") as exc:
-        fit_ratio(guessed, micro_table)  # estimated entries are never fitted on
+        fit_emulation(none, micro_table)  # estimated entries are never fitted on
     assert "\n" not in str(exc.value)
 
 
 @pytest.fixture(scope="module")
 def tables28(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LatencyTable]:
-    """Two real LiteRT tables of the micro space at 28x28, measured here: this machine at
-    1 thread ("host") and at 2 threads (the "device": same runtime, other speed)."""
+    """This machine's LiteRT and ONNX Runtime tables of the micro space at 28x28 (measured)."""
     root = tmp_path_factory.mktemp("tables28")
     host, space = load_profile("host"), get_space(MICRO, SHAPE28, 10)
-    device = host.model_copy(update={"name": "host-2-threads", "threads": 2})
-    return {
-        "host": open_table(host.model_copy(update={"threads": 1}), space, NullReporter(), root)[0],
-        "device": open_table(device, space, NullReporter(), root)[0],
-    }
+    out = {}
+    for rt in ("litert", "onnxruntime"):
+        profile = host.model_copy(update={"runtime": rt})
+        out[rt], _ = open_table(profile, space, NullReporter(), root)
+        timer = make_timer(profile, ProfileSettings())
+        try:  # whole networks measured end to end: how each runtime's nets depart from blocks
+            validate_table(out[rt], space, timer, VALIDATION)
+        finally:
+            timer.close()
+    return out
 
 
-def _interleaved(artifact: Path, threads: tuple[int, int], rounds: int = 5) -> list[LatencyStat]:
-    """One artifact timed at two thread counts, round after round (drift hits both)."""
-    litert = get_runtime("litert")
-    samples: list[list[float]] = [[], []]
+def _interleaved(artifacts: dict[str, Path], threads: int, rounds: int = 5) -> dict[str, float]:
+    """Median ms of each artifact, timed round after round in turn (drift hits all alike)."""
+    samples: dict[str, list[float]] = {rt: [] for rt in artifacts}
     for _ in range(rounds):
-        for i, t in enumerate(threads):
-            samples[i] += litert.sample(artifact, t, runs=100, warmup=30)
-    return [LatencyStat.from_samples(s) for s in samples]
+        for rt, artifact in artifacts.items():
+            samples[rt] += get_runtime(rt).sample(artifact, threads, runs=100, warmup=30)
+    return {rt: LatencyStat.from_samples(s).median_ms for rt, s in samples.items()}
 
 
 def test_emulation_between_two_real_tables(
     tables28: dict[str, LatencyTable], tmp_path: Path
 ) -> None:
-    """Real exported models, timed 'on the host' (1 thread) and 'on the device' (2 threads):
-    the emulated device latency (host time x the fitted ratio) is within the fit's error of
-    the device's real time: the errors' RMS is at most the fit's RMSPE."""
-    device, host = tables28["device"], tables28["host"]
-    assert fit_ratio(device, host).shared == 21
-    space = get_space(MICRO, SHAPE28, 10)
-    errors, fits = [], []
+    """ONNX Runtime plays the unreachable device and LiteRT the host: real exported models'
+    emulated ONNX Runtime latency (LiteRT time through the fitted law) is within the fit's
+    error of their real ONNX Runtime time: the errors' RMS is at most the expected error,
+    the law's block error combined with each table's measured whole-network error."""
+    device, host = tables28["onnxruntime"], tables28["litert"]
+    fit = fit_emulation(device, host)
+    assert fit.shared == 22 and not fit.ratio and 0 < fit.rmspe < 1
+    expected = expected_error(fit, device, host)
+    assert expected > fit.rmspe  # the validation runs widen it
+    space, threads = get_space(MICRO, SHAPE28, 10), host.provenance.threads
+    errors = []
     for i, arch in enumerate([largest_arch(space), *sample_archs(space, 3, seed=7)]):
         onnx_path = export_onnx(space.build(arch).train(False), SHAPE28, tmp_path / f"{i}.onnx")
-        artifact = get_runtime("litert").from_onnx(onnx_path, tmp_path / f"{i}.tflite")
-        on_host, on_device = _interleaved(artifact, (1, 2))
-        fit = fit_ratio(device, host, space.blocks(arch))
-        assert 0 < fit.rmspe < 1 and fit.blocks == len(space.blocks(arch))
-        emulated = fit.emulate(on_host).median_ms
-        errors.append((emulated - on_device.median_ms) / on_device.median_ms)
-        fits.append(fit)
+        artifacts = {
+            rt: get_runtime(rt).from_onnx(onnx_path, tmp_path / f"{i}{get_runtime(rt).suffix}")
+            for rt in ("litert", "onnxruntime")
+        }
+        ms = _interleaved(artifacts, threads)
+        emulated = fit.predict_ms(ms["litert"])
+        errors.append((emulated - ms["onnxruntime"]) / ms["onnxruntime"])
     rms = math.sqrt(sum(e * e for e in errors) / len(errors))
-    worst_fit = max(f.rmspe for f in fits)
-    assert rms <= worst_fit, (
-        f"emulation errors {[f'{e:+.1%}' for e in errors]} (RMS {rms:.1%}) exceed the fit "
-        f"errors {[f'{f.rmspe:.1%}' for f in fits]} (ratios {[round(f.ratio, 3) for f in fits]})"
+    assert rms <= expected, (
+        f"emulation errors {[f'{e:+.1%}' for e in errors]} (RMS {rms:.1%}) exceed the expected "
+        f"error {expected:.1%} (blocks {fit.rmspe:.1%}; device = {fit.fixed_ms:.4f} ms + "
+        f"{fit.scale:.3f} x host)"
     )
 
 
@@ -222,10 +251,11 @@ def test_unreachable_device_is_emulated_and_labelled(
     lat = m["latency"]
     e = lat["emulation"]
     assert lat["measured_on"] == "emulated" and "cannot reach" in e["reason"]
-    assert e["ratio"] == pytest.approx(1.0) and e["rmspe"] == pytest.approx(0.0)  # same numbers
-    assert lat["measured"]["litert_ms"] == pytest.approx(e["host_ms"] * e["ratio"])
+    assert e["scale"] == pytest.approx(1.0) and e["fixed_ms"] == pytest.approx(0.0, abs=1e-9)
+    assert e["rmspe"] == pytest.approx(0.0, abs=1e-9)  # the board's numbers are this machine's
+    assert lat["measured"]["litert_ms"] == pytest.approx(e["fixed_ms"] + e["host_ms"] * e["scale"])
     assert set(lat["measured"]) == {"litert_ms", "litert_p90_ms"}  # nothing claimed measured
-    assert e["host_cpu"] == host_cpu_name() and e["shared"] == 21
+    assert e["host_cpu"] == host_cpu_name() and e["shared"] == 22  # 21 blocks + the overhead
     report = (out / "report.md").read_text()
     assert "litert (**emulated**)" in report and "Emulated, not measured" in report
     assert board_table.read_bytes() == before  # an estimate never calibrates the device
@@ -233,6 +263,7 @@ def test_unreachable_device_is_emulated_and_labelled(
 
 @pytest.mark.skipif(bool(sshd_unavailable()), reason=str(sshd_unavailable()))
 def test_reachable_ssh_device_is_timed_there(micro_tables: Path, tmp_path: Path) -> None:
+    (tmp_path / "client").mkdir()
     client_key = keygen(tmp_path / "client" / "id_ed25519")
     with ThrowawaySshd(tmp_path / "sshd", client_key) as server:
         base = load_profile("raspberry-pi-4").model_copy(
@@ -262,3 +293,39 @@ def test_local_run_records_history(tables_copy: Path, tmp_path: Path) -> None:
     assert history[0].measured_ms == pytest.approx(m["latency"]["measured"]["litert_ms"])
     assert m["device"]["measured_on"] == "device" and m["device"]["cpu"] == host_cpu_name()
     assert "torch_eager_ms" in m["latency"]["measured"]
+
+
+class _StubPhone(Runner):
+    """Stands for the adb runner: times .tflite only, as benchmark_model does."""
+
+    kind = "stub"
+    calls: ClassVar[list[str]] = []
+
+    def describe(self) -> DeviceInfo:
+        return DeviceInfo("Stub Phone (gs201)", "benchmark_model sha256:0")
+
+    def measure_many(self, artifacts, threads, runs, warmup, rounds=1):  # type: ignore[no-untyped-def]
+        self.calls.append(Path(artifacts[0]).suffix)
+        if Path(artifacts[0]).suffix != ".tflite":
+            raise RunnerError("the adb runner times .tflite files with benchmark_model")
+        return [LatencyStat(0.098, 0.12, runs)]
+
+
+def test_remote_device_times_what_it_can(
+    monkeypatch: pytest.MonkeyPatch, digits, tmp_path: Path
+) -> None:
+    """On a phone only the profile's runtime is required: the .onnx is skipped, and said so;
+    the CPU is what the runner reported; nothing is timed in PyTorch here."""
+    monkeypatch.setattr(pipeline, "get_runner", lambda profile: _StubPhone(profile))
+    profile = load_profile("pixel-7")
+    cfg = RunConfig(device="pixel-7", measure_runs=30, out=str(tmp_path / "out"))
+    ctx = pipeline.Context(
+        cfg, RunDir(cfg.out), NullReporter(), profile, digits, None, None, None
+    )  # no block table: nothing to calibrate
+    artifacts = {"litert": tmp_path / "m.tflite", "onnxruntime": tmp_path / "m.onnx"}
+    stats = pipeline.measure_stage(ctx, torch.nn.Identity(), artifacts)
+    assert stats == {"litert": LatencyStat(0.098, 0.12, 30)}
+    assert _StubPhone.calls == [".tflite", ".onnx"]  # the profile's runtime first
+    m = ctx.measurement
+    assert m["measured_on"] == "device" and m["cpu"] == "Stub Phone (gs201)"
+    assert "benchmark_model" in m["skipped"]["onnxruntime"]

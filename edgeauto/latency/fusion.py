@@ -138,10 +138,12 @@ class Ridge:
         )  # fmt: skip
 
     def predict(self, x: Sequence[float]) -> float:
+        """The fitted value for one feature row, clipped to the training targets' range."""
         z = (np.asarray(x) - np.asarray(self.mean)) / np.asarray(self.scale)
         return float(np.clip(self.intercept + z @ np.asarray(self.coef), *self.clip))
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON: standardisation, coefficients, penalty, clip range, LOO error."""
         return {
             "mean": list(self.mean), "scale": list(self.scale), "coef": list(self.coef),
             "intercept": self.intercept, "alpha": self.alpha, "clip": list(self.clip),
@@ -150,6 +152,7 @@ class Ridge:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ridge:
+        """Inverse of :meth:`to_json`; malformed input raises :class:`ConfigError`."""
         try:
             return cls(
                 tuple(data["mean"]), tuple(data["scale"]), tuple(data["coef"]),

@@ -93,6 +93,7 @@ class WholeModelRun:
     arch: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON (keys as :meth:`OpKey.to_json` objects)."""
         return {
             "arch": self.arch, "keys": [k.to_json() for k in self.keys],
             "measured_ms": self.measured_ms, "p90_ms": self.p90_ms, "runs": self.runs,
@@ -132,6 +133,7 @@ class Verification:
     date: str
 
     def to_json(self) -> dict[str, Any]:
+        """Plain JSON."""
         return asdict(self)
 
     @classmethod
