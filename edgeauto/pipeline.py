@@ -24,6 +24,7 @@ from edgeauto.compress.scratch import reinitialize
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
+from edgeauto.devices.roofline import warn_below_floor
 from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
@@ -116,6 +117,7 @@ def open_table(
             )
         if not usable_imported(table, profile):
             check_compatible(table, profile, get_runtime(profile.runtime), space.name)
+    warn_below_floor(table, profile)  # faster than physics allows: flagged, not rejected
     missing = table.missing(space.all_keys())
     if missing and timer is not None:
         desc = f"profiling {len(missing)} blocks on {profile.name} ({profile.runtime})"
