@@ -265,17 +265,17 @@ def latency_budgets(b: Bench, criterion: str) -> None:
 
 
 def _tp_at(b: Bench, ms: float) -> nn.Module:
-    """Torch-Pruning's magnitude pruner at the smallest share measured at or below ``ms``."""
-    lo, hi = 0.0, 0.9
-    best = tp_magnitude(copy.deepcopy(b.model), b.shape, hi)
-    while hi - lo > 0.02:
-        mid = (lo + hi) / 2
-        cand = tp_magnitude(copy.deepcopy(b.model), b.shape, mid)
-        if b.measure(cand) <= ms:
-            hi, best = mid, cand
-        else:
-            lo = mid
-    return best
+    """Torch-Pruning's magnitude pruner at the share whose measured latency is closest to
+    ``ms`` from below (the fastest one when none is that fast). Shares are scanned, not
+    bisected: with rounded widths a larger share can prune less (narrow layers are skipped)."""
+    seen: dict[tuple, tuple[float, nn.Module]] = {}
+    for share in [i / 20 for i in range(1, 18)]:
+        cand = tp_magnitude(copy.deepcopy(b.model), b.shape, share)
+        sig = tuple(tuple(p.shape) for p in cand.state_dict().values())
+        if sig not in seen:
+            seen[sig] = (b.measure(cand), cand)
+    under = [v for v in seen.values() if v[0] <= ms]
+    return max(under, key=lambda v: v[0])[1] if under else min(seen.values(), key=lambda v: v[0])[1]
 
 
 def summary(rows: list[Row]) -> None:
@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="l1, taylor, random; mnist-cnn only")
+    ap.add_argument("--budgets-only", action="store_true", help="skip the FLOPs-cut rows")
     args = ap.parse_args(argv)
     try:
         import nni  # noqa: F401
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name, build, data in benches:
         b = Bench(name, build(data.input_shape[0], data.num_classes), data, args, timer)
-        flops_cuts(b, criteria, with_nni)
+        if not args.budgets_only:
+            flops_cuts(b, criteria, with_nni)
         latency_budgets(b, "taylor")
         rows += b.rows
     summary(rows)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeauto.cli_lut import lut_app
+from edgeauto.cli_search import search_command
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
 devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
 app.add_typer(devices_app, name="devices")
 app.add_typer(lut_app, name="lut")
+app.command("search")(search_command)
 out = Console()
 err = Console(stderr=True)
 

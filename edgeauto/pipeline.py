@@ -53,7 +53,10 @@ from edgeauto.progress import NullReporter, Reporter
 from edgeauto.report import write_report
 from edgeauto.rundir import RunDir
 from edgeauto.runtimes import RUNTIMES, get_runtime, time_calls
-from edgeauto.search import STRATEGIES, SearchProblem
+from edgeauto.search import STRATEGIES, SearchProblem, Trial
+from edgeauto.search.executors import InProcessExecutor
+from edgeauto.search.objective import TrainObjective, preload
+from edgeauto.search.study import TrialJournal, run_study
 from edgeauto.spaces import SearchSpace, get_space
 from edgeauto.spaces.base import Arch
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -142,15 +145,21 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
 
 
 def search_stage(ctx: Context) -> Arch:
-    """Search the space for the most accurate arch within ``budget x headroom``."""
+    """Search the space for the most accurate arch within ``budget x headroom``.
+
+    Trials are journalled in ``trials.jsonl`` as they finish; with ``resume`` an interrupted
+    search continues from them (:func:`edgeauto.search.study.run_study`).
+    """
     if done := ctx.resumed("search"):
         return Arch.from_json(done["arch"])
-    cfg, data = ctx.cfg, ctx.data
-    proxy = TrainConfig(epochs=cfg.search_epochs, max_batches=cfg.search_batches)
+    cfg = ctx.cfg
+    preload(cfg.dataset, cfg.seed, ctx.data)  # the objective finds the loaded data here
+    objective = TrainObjective(
+        cfg.dataset, cfg.space, cfg.seed, cfg.search_epochs, cfg.search_batches
+    )
 
     def evaluate(arch: Arch) -> float:
-        model = fit(ctx.space.build(arch), data, proxy, cfg.seed)
-        return accuracy(model, data.x_val, data.y_val)
+        return objective(arch, cfg.seed)["accuracy"]
 
     problem = SearchProblem(
         ctx.space, ctx.predictor, cfg.latency_ms * cfg.search_headroom, evaluate,
@@ -160,11 +169,11 @@ def search_stage(ctx: Context) -> Arch:
     strategy = STRATEGIES.get(cfg.strategy)(problem)
     with ctx.reporter.task(f"search ({cfg.strategy}, {cfg.trials} trials)", cfg.trials) as task:
 
-        def on_trial(trial):
-            ctx.rd.append_jsonl("trials.jsonl", trial.to_json())
+        def on_trial(trial: Trial) -> None:
             task.update(trial.number + 1, cfg.trials)
 
-        best = strategy.search(on_trial).best
+        executor = InProcessExecutor(objective)
+        best = run_study(strategy, executor, TrialJournal(ctx.rd), on_trial).best
     ctx.rd.record(
         "search",
         {"arch": best.arch.to_json(), "accuracy": best.accuracy, "predicted_ms": best.predicted_ms},

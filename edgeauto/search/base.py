@@ -74,18 +74,51 @@ class SearchProblem:
 
 @dataclass
 class Trial:
-    """One evaluated architecture."""
+    """One evaluated architecture, as the run directory's ``trials.jsonl`` records it.
+
+    ``status`` is ``ok`` or ``failed`` (the evaluation raised, crashed or timed out; ``error``
+    says how, ``accuracy`` is 0). ``metrics`` holds what the evaluation measured beyond
+    accuracy (e.g. the zero-cost scores at initialisation); ``seed`` is the training seed,
+    ``wall_s`` and ``worker`` (``host:pid``) where and how long it ran.
+    """
 
     number: int
     arch: Arch
     predicted_ms: float
     accuracy: float
+    status: str = "ok"
+    seed: int | None = None
+    wall_s: float | None = None
+    worker: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number, "arch": self.arch.to_json(),
-            "predicted_ms": self.predicted_ms, "accuracy": self.accuracy,
+            "predicted_ms": self.predicted_ms, "accuracy": self.accuracy, "status": self.status,
+            "seed": self.seed, "wall_s": self.wall_s, "worker": self.worker, "error": self.error,
+            "metrics": self.metrics,
         }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trial:
+        """Inverse of :meth:`to_json`; malformed input raises :class:`ConfigError`."""
+        try:
+            return cls(
+                int(data["number"]), Arch.from_json(data["arch"]), float(data["predicted_ms"]),
+                float(data["accuracy"]), str(data.get("status", "ok")), data.get("seed"),
+                data.get("wall_s"), data.get("worker"), data.get("error"),
+                dict(data.get("metrics") or {}),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"trial record needs number, arch, predicted_ms and accuracy: {exc!r}"
+            ) from None
 
 
 @dataclass
@@ -96,9 +129,15 @@ class SearchResult:
 
     @property
     def best(self) -> Trial:
-        if not self.trials:
-            raise ConfigError("search produced no trials; set trials >= 1")
-        return max(self.trials, key=lambda t: (t.accuracy, -t.predicted_ms))
+        """The best successful trial; failed trials never win."""
+        ok = [t for t in self.trials if t.ok]
+        if not ok:
+            failed = len(self.trials)
+            raise ConfigError(
+                f"search produced no successful trial ({failed} failed); set trials >= 1 and "
+                "see the errors in trials.jsonl"
+            )
+        return max(ok, key=lambda t: (t.accuracy, -t.predicted_ms))
 
 
 class Strategy(abc.ABC):
@@ -117,6 +156,16 @@ class Strategy(abc.ABC):
     def tell(self, trial: Trial) -> None:
         """Record an evaluated trial."""
         self.result.trials.append(trial)
+
+    def ask_batch(self, n: int, outstanding: int) -> list[Arch]:
+        """Up to ``n`` architectures that can be evaluated now, with ``outstanding`` asked but
+        not yet told; parallel drivers (:func:`edgeauto.search.study.run_study`) call this.
+
+        The default is sequential: one arch, and only when nothing is outstanding, so that
+        what a strategy proposes never depends on which of several trials finished first.
+        Strategies whose proposals come in independent batches (``smbo``) override it.
+        """
+        return [self.ask()] if n > 0 and outstanding == 0 else []
 
     def search(self, on_trial: Callable[[Trial], None] | None = None) -> SearchResult:
         """Run ``problem.trials`` ask/evaluate/tell rounds."""

@@ -1,0 +1,106 @@
+"""``edgeauto search``: a resumable search study, in this process or on Ray.
+
+Registered on the main app in :mod:`edgeauto.cli`. Errors are one line, exit code 2. Study
+settings default to ``None`` so that ``--resume RUN_DIR`` can tell a flag that was given (and
+must match the run) from one that was not (taken from the run).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgeauto.errors import EdgeAutoError
+
+out = Console(soft_wrap=True)
+
+
+def search_command(
+    device: Annotated[str | None, typer.Option(help="Device profile name or YAML path.")] = None,
+    latency_ms: Annotated[
+        str | None, typer.Option("--latency-ms", help="Latency budget in ms (batch 1).")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="mnist5k, digits, npz:, folder:.")] = None,
+    space: Annotated[str | None, typer.Option(help="Search space name.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="smbo (default), random, evolution.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Architectures to train (default 20).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the strategy and of training.")] = None,
+    search_epochs: Annotated[int | None, typer.Option(help="Proxy-training epochs.")] = None,
+    search_batches: Annotated[int | None, typer.Option(help="Batches per epoch (cap).")] = None,
+    warm_start: Annotated[
+        bool | None, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
+    ] = None,
+    beam: Annotated[
+        int | None, typer.Option(help="smbo: archs trained per step (0: auto).")
+    ] = None,
+    tables: Annotated[str | None, typer.Option(help="Latency tables folder.")] = None,
+    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/search",
+    resume: Annotated[
+        str | None, typer.Option(help="Continue the search run in RUN_DIR (after a crash).")
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="inprocess or ray (implied by --workers/--ray-address).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Trials in flight on Ray (local cluster: its CPUs).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Join a Ray cluster: auto or HOST:PORT (the head's).")
+    ] = None,
+    cpus_per_trial: Annotated[int, typer.Option(help="CPUs (torch threads) per trial.")] = 1,
+    trial_timeout: Annotated[
+        float | None, typer.Option(help="Ray: fail a trial after this many seconds.")
+    ] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(help="Ray: seconds to wait for the cluster to answer.")
+    ] = 30.0,
+) -> None:
+    """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
+    from edgeauto.cli import _fail, _latency
+    from edgeauto.progress import RichReporter
+    from edgeauto.search.job import SearchJob, resume_job, run_search
+
+    study = {
+        "device": device, "dataset": dataset, "space": space, "strategy": strategy,
+        "trials": trials, "seed": seed, "search_epochs": search_epochs,
+        "search_batches": search_batches, "warm_start": warm_start, "beam": beam, "tables": tables,
+    }  # fmt: skip
+    runner = {
+        "executor": executor or ("ray" if workers or ray_address else "inprocess"),
+        "workers": workers, "ray_address": ray_address, "cpus_per_trial": cpus_per_trial,
+        "trial_timeout_s": trial_timeout, "connect_timeout_s": connect_timeout,
+    }  # fmt: skip
+    try:
+        given = {k: v for k, v in study.items() if v is not None}
+        if latency_ms is not None:
+            given["latency_ms"] = _latency(latency_ms)
+        if resume:
+            job = resume_job(resume, {**given, **runner})
+        else:
+            job = SearchJob(**given, **runner, out=out_dir)
+        summary = run_search(job, RichReporter())
+    except EdgeAutoError as exc:
+        _fail(exc)
+    _print_summary(summary, job.out)
+
+
+def _print_summary(summary: dict[str, Any], run_dir: str) -> None:
+    best = summary["best"]
+    t = Table(title="edgeauto search", show_header=True)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    t.add_row("best accuracy (proxy)", f"{best['accuracy']:.4f}")
+    t.add_row("predicted latency (ms)", f"{best['predicted_ms']:.4f}")
+    t.add_row("trials (failed)", f"{summary['trials']} ({summary['failed']})")
+    t.add_row("executor", f"{summary['executor']['kind']} x{summary['executor']['slots']}")
+    if zc := summary.get("zero_cost_spearman"):
+        t.add_row(
+            "zero-cost vs accuracy (Spearman)",
+            f"NTK {zc['ntk_cond']:+.2f}, regions {zc['linear_regions']:+.2f}",
+        )
+    out.print(t)
+    out.print(f"best arch: {best['arch']}")
+    out.print(f"run directory: {run_dir} (trials.jsonl, search.json)")

@@ -1,0 +1,222 @@
+"""``edgeauto search``: one search study on its own, resumable, in-process or on Ray.
+
+:class:`SearchJob` is the whole configuration; :func:`run_search` validates it, opens the run
+directory, the data, the space and the device's latency table, and runs the study
+(:func:`edgeauto.search.study.run_study`). The run directory holds ``study.json`` (the
+:class:`~edgeauto.search.study.StudySpec` a resume must match), ``trials.jsonl`` (one line per
+finished trial) and, at the end, ``search.json`` (the best trial and a summary).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeauto.config import _positive
+from edgeauto.errors import ConfigError, RunDirError
+from edgeauto.progress import NullReporter, Reporter
+from edgeauto.rundir import RunDir
+from edgeauto.search.base import STRATEGIES, SearchProblem, SearchResult, Strategy, Trial
+from edgeauto.search.executors import Executor, InProcessExecutor, RayExecutor
+from edgeauto.search.objective import TrainObjective, cached_dataset
+from edgeauto.search.study import STUDY_FILE, StudySpec, TrialJournal, check_resume, load_spec
+from edgeauto.search.study import run_study as drive
+
+EXECUTORS = ("inprocess", "ray")
+RESULT_FILE = "search.json"
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Everything one ``edgeauto search`` needs; the first block is the study's identity
+    (:meth:`spec`), the second says where it runs and may change on resume."""
+
+    device: str = "host"
+    latency_ms: float = 0.5
+    dataset: str = "mnist5k"
+    space: str = "fbnet-lite"
+    strategy: str = "smbo"
+    trials: int = 20
+    seed: int = 0
+    search_epochs: int = 1
+    search_batches: int = 60
+    warm_start: bool = False
+    beam: int = 0
+    tables: str | None = None
+    out: str = "runs/search"
+    resume: bool = False
+    executor: str = "inprocess"
+    workers: int | None = None
+    ray_address: str | None = None
+    cpus_per_trial: int = 1
+    trial_timeout_s: float | None = None
+    connect_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive("latency_ms", self.latency_ms)
+        for name in ("trials", "search_epochs", "search_batches", "cpus_per_trial"):
+            _positive(name, getattr(self, name), integer=True)
+        if self.seed < 0 or self.beam < 0:
+            raise ConfigError(
+                f"seed and beam must be >= 0, got seed={self.seed}, beam={self.beam}; fix them"
+            )
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}; fix "
+                "--executor"
+            )
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError("--ray-address needs --executor ray; add it or drop --ray-address")
+        if self.trial_timeout_s is not None and self.executor != "ray":
+            raise ConfigError(
+                "--trial-timeout needs --executor ray (an in-process trial cannot be stopped)"
+            )
+        if self.strategy != "smbo" and (self.warm_start or self.beam):
+            raise ConfigError(
+                f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
+            )
+
+    def objective(self) -> TrainObjective:
+        return TrainObjective(
+            self.dataset, self.space, self.seed, self.search_epochs, self.search_batches,
+            zero_cost=self.warm_start,
+        )  # fmt: skip
+
+    def spec(self) -> StudySpec:
+        """What the study's answer depends on (checked on resume)."""
+        options = {"warm_start": self.warm_start, "beam": self.beam}
+        return StudySpec(
+            self.strategy, self.space, self.dataset, self.device, self.latency_ms, self.trials,
+            self.seed, self.objective().to_json(), options, self.tables,
+        )  # fmt: skip
+
+
+_SPEC_FIELDS = ("device", "dataset", "space", "strategy", "trials", "seed", "tables")
+
+
+def resume_job(run_dir: str | Path, given: dict[str, Any]) -> SearchJob:
+    """The job recorded in ``run_dir`` with ``given`` settings applied; :class:`RunDirError`
+    when it is no search run or a given setting changes the study."""
+    root = Path(run_dir).expanduser()
+    if not root.is_dir():
+        raise RunDirError(f"--resume {root}: no such directory; pass the --out of a search run")
+    recorded = load_spec(RunDir(root))
+    base = {f: getattr(recorded, f) for f in _SPEC_FIELDS}
+    obj = recorded.objective
+    base.update(
+        latency_ms=recorded.budget_ms, search_epochs=obj.get("epochs", 1),
+        search_batches=obj.get("max_batches", 60), **recorded.options,
+    )  # fmt: skip
+    job = SearchJob(**{**base, **given, "out": str(root), "resume": True})
+    check_resume(recorded, job.spec(), root)
+    return job
+
+
+def make_executor(job: SearchJob, objective: TrainObjective) -> Executor:
+    if job.executor == "ray":
+        return RayExecutor(
+            objective, job.workers, job.ray_address, job.cpus_per_trial, job.trial_timeout_s,
+            job.connect_timeout_s,
+        )  # fmt: skip
+    return InProcessExecutor(objective, job.cpus_per_trial)
+
+
+def make_strategy(job: SearchJob, problem: SearchProblem) -> Strategy:
+    """The named strategy; ``smbo`` gets its beam and, with ``warm_start``, a zero-cost
+    scorer on the first training images."""
+    cls = STRATEGIES.get(job.strategy)
+    if job.strategy != "smbo":
+        return cls(problem)
+    from edgeauto.search.objective import ZERO_COST_SAMPLES
+    from edgeauto.search.smbo import ProgressiveSMBO, SMBOConfig
+    from edgeauto.search.zero_cost import ZeroCostScorer
+
+    scorer = None
+    if job.warm_start:
+        data = cached_dataset(job.dataset, job.seed)
+        scorer = ZeroCostScorer(problem.space, data.x_train[:ZERO_COST_SAMPLES], job.seed)
+    return ProgressiveSMBO(problem, SMBOConfig(beam=job.beam), scorer)
+
+
+def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
+    from edgeauto.devices.profile import load_profile
+    from edgeauto.pipeline import open_table
+    from edgeauto.spaces import get_space
+
+    STRATEGIES.get(job.strategy)  # unknown names fail before data or tables are touched
+    profile = load_profile(job.device)
+    data = cached_dataset(job.dataset, job.seed)
+    space = get_space(job.space, data.input_shape, data.num_classes)
+    _table, predictor = open_table(
+        profile, space, reporter, Path(job.tables) if job.tables else None
+    )
+    return SearchProblem(
+        space, predictor, job.latency_ms, lambda a: 0.0, trials=job.trials, seed=job.seed,
+        device=profile.name, profile=profile,
+    )  # fmt: skip
+
+
+def run_search(job: SearchJob, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Run (or resume) the study of ``job``; returns what ``search.json`` records."""
+    reporter = reporter or NullReporter()
+    if job.resume and not Path(job.out).expanduser().is_dir():
+        raise RunDirError(f"--resume {job.out}: no such directory; pass the --out of a search run")
+    rd = RunDir(job.out)
+    if job.resume:
+        check_resume(load_spec(rd), job.spec(), rd.root)
+    else:
+        rd.start(False)
+        rd.path(RESULT_FILE).unlink(missing_ok=True)
+    objective = job.objective()
+    # the executor first: a cluster that cannot be reached fails before data or tables load
+    with make_executor(job, objective) as executor:
+        strategy = make_strategy(job, _problem(job, reporter))
+        where = executor.describe()
+        rd.write_json(STUDY_FILE, {"spec": job.spec().to_json(), "executor": where})
+        title = f"search ({job.strategy}, {job.trials} trials, {where['kind']} x{where['slots']})"
+        with reporter.task(title, job.trials) as task:
+            result = drive(
+                strategy,
+                executor,
+                TrialJournal(rd),
+                lambda t: task.update(t.number + 1, job.trials),
+            )
+    summary = summarize(result, strategy, where)
+    rd.write_json(RESULT_FILE, summary)
+    return summary
+
+
+def summarize(result: SearchResult, strategy: Strategy, where: dict[str, Any]) -> dict[str, Any]:
+    """The best trial, counts, wall time, and how zero-cost scores ranked the trials."""
+    best = result.best
+    ok = [t for t in result.trials if t.ok]
+    doc: dict[str, Any] = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "best": best.to_json(), "trials": len(result.trials), "failed": len(result.trials) - len(ok),
+        "wall_s": round(sum(t.wall_s or 0.0 for t in result.trials), 3), "executor": where,
+        "zero_cost_spearman": zero_cost_spearman(ok),
+    }  # fmt: skip
+    steps = getattr(strategy, "steps", None)
+    if steps is not None:
+        doc["steps"] = [
+            {"phase": s.phase, "candidates": s.candidates, "picked": len(s.picked), "ranked_by": s.ranked_by}
+            for s in steps
+        ]  # fmt: skip
+    return doc
+
+
+def zero_cost_spearman(trials: list[Trial]) -> dict[str, float] | None:
+    """Spearman of trained accuracy with each zero-cost score (None without scores)."""
+    from edgeauto.latency.fusion import spearman
+
+    scored = [t for t in trials if "zero_cost" in t.metrics]
+    if len(scored) < 3:
+        return None
+    acc = [t.accuracy for t in scored]
+    cond = [t.metrics["zero_cost"]["ntk_cond"] or math.inf for t in scored]
+    regions = [t.metrics["zero_cost"]["linear_regions"] for t in scored]
+    # low condition number is good: its rank is negated so that > 0 means "agrees"
+    return {"ntk_cond": -spearman(cond, acc), "linear_regions": spearman(regions, acc)}
