@@ -217,9 +217,11 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     measure = (lambda m: _measure_whole(ctx, m)) if ctx.whole_timer else None
     title = f"pruning ({cfg.allocation}, {cfg.criterion}) to {cfg.latency_ms:g} ms"
     with ctx.reporter.task(title, MAX_CALIBRATIONS) as task:
+        # a user model's per-layer sum is uncalibrated; a block table is calibrated already
         model, plan = prune_measured(
-            pruner, model, problem, measure, lambda n: task.update(n, MAX_CALIBRATIONS)
-        )
+            pruner, model, problem, measure, lambda n: task.update(n, MAX_CALIBRATIONS),
+            scale=ctx.cost is not None,
+        )  # fmt: skip
     ctx.rd.record("prune", {"plan": plan.to_json()})
     return model, plan
 

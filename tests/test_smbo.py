@@ -177,6 +177,11 @@ def test_smbo_is_registered_and_validates_config() -> None:
     assert STRATEGIES.get("smbo") is ProgressiveSMBO
     with pytest.raises(ConfigError, match="beam >= 0"):
         SMBOConfig(beam=-1)
+    with pytest.raises(ConfigError, match="prior must be one of"):
+        SMBOConfig(prior="flops")
+    shuffled = ProgressiveSMBO(_problem("fbnet-lite", 4, 0), SMBOConfig(prior="random"))
+    shuffled.ask()
+    assert shuffled.steps[0].ranked_by == "random"
     with pytest.raises(BudgetInfeasible):
         _ = ProgressiveSMBO(_problem("fbnet-lite", 4, 0, budget_x=0.5))
 
@@ -185,7 +190,7 @@ def test_smbo_steps_follow_pnas_order() -> None:
     """Step 0: the simplest archs; then each step adds one block to a top-K arch of the step
     before; every arch fits the budget and none repeats."""
     problem = _problem("fbnet-lite", 24, 0, budget_x=8.0)
-    smbo = ProgressiveSMBO(problem, SMBOConfig(beam=3))
+    smbo = ProgressiveSMBO(problem, SMBOConfig(beam=3, prior="random"))
     trials = _drive(smbo, 24)
     codec = smbo.codec
     low = codec.complexity(codec.simplify(smbo.cheapest))
@@ -202,6 +207,18 @@ def test_smbo_steps_follow_pnas_order() -> None:
     assert all(t.predicted_ms <= problem.budget_ms for t in trials)
     assert len({t.arch for t in trials}) == len(trials)
     assert all(a in smbo.predictions for s in smbo.steps[1:] for a in s.picked)
+
+
+def test_latency_prior_starts_from_the_heaviest_simplest_archs() -> None:
+    problem = _problem("fbnet-lite", 6, 0, budget_x=8.0)
+    smbo = ProgressiveSMBO(problem, SMBOConfig(beam=3))
+    first = [problem.predict(a) for a in smbo.ask_batch(3, 0)]
+    assert smbo.steps[0].ranked_by == "latency" and first == sorted(first, reverse=True)
+    codec = smbo.codec
+    simplest = {codec.simplify(problem.space.sample(random.Random(i))) for i in range(300)}
+    feasible = [a for a in simplest if problem.fits(a)]
+    heavier = [a for a in feasible if problem.predict(a) > min(first)]
+    assert len(heavier) < len(feasible) / 10, "the prior must pick from the top of the pool"
 
 
 def test_smbo_beats_random_on_a_known_landscape() -> None:

@@ -19,20 +19,36 @@ from edgeauto.compress.base import PruneProblem, Pruner, PruningPlan
 MAX_CALIBRATIONS = 3  # whole-model measurements that may send pruning on
 
 
+def _scaled(problem: PruneProblem, ratio: float) -> PruneProblem:
+    """``problem`` with its cost multiplied by ``ratio`` (measured / predicted, whole model).
+
+    A sum of per-layer times can be off by 2x for a whole network (a residual net's adds and
+    its layers' shared overhead): without this, pruning to the predicted budget cut a model to
+    half the measured budget, losing accuracy for nothing.
+    """
+    cost = problem.cost
+    return dataclasses.replace(problem, cost=lambda m: cost(m) * ratio)
+
+
 def prune_measured(
     pruner: Pruner,
     model: nn.Module,
     problem: PruneProblem,
     measure: Callable[[nn.Module], float] | None,
     on_attempt: Callable[[int], None] | None = None,
+    scale: bool = True,
 ) -> tuple[nn.Module, PruningPlan]:
     """Prune ``model`` (in place) until ``measure(model) <= problem.budget``.
 
-    Returns the kept model (``model`` itself, or a copy of an earlier, measured-faster state)
-    and its plan. Without ``measure`` (a device that cannot be reached) this is one
+    With ``scale`` the cost is first multiplied by the unpruned model's measured / predicted
+    ratio, so pruning aims at the real latency from the start (pass False for a cost that is
+    already calibrated, such as a block table with a verification history). Returns the kept model (``model`` itself, or a
+    copy of an earlier, measured-faster state) and its plan. Without ``measure`` (a device that cannot be reached) this is one
     :meth:`Pruner.prune` to the predicted budget.
     """
     plan = PruningPlan(pruner.criterion.name, problem.budget, pruner.name, problem.unit)
+    if measure is not None and scale:
+        problem = _scaled(problem, measure(model) / problem.cost(model))
     best: tuple[float, nn.Module, dict] | None = None
     target, measured = problem.budget, None
     for attempt in range(1, MAX_CALIBRATIONS + 1):

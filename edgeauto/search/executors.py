@@ -8,7 +8,8 @@ whose worker dies, or that runs past its timeout comes back as a ``failed``
 Ray is imported only by :class:`RayExecutor`. ``address=None`` starts a local cluster
 (``ray.init``) sized ``workers x cpus_per_trial``; ``"auto"`` joins the cluster started on
 this machine by ``ray start --head``; ``HOST:PORT`` joins that head. Reaching the head is
-bounded: a TCP probe first, then ``ray.init`` in a thread given ``connect_timeout_s``.
+bounded: a TCP probe, a gRPC handshake, then ``ray.init`` in a thread, each given at most
+``connect_timeout_s``.
 """
 
 from __future__ import annotations
@@ -146,6 +147,24 @@ def _probe(address: str, timeout_s: float) -> None:
         ) from None
 
 
+def _probe_grpc(address: str, timeout_s: float) -> None:
+    """A Ray head's GCS speaks gRPC: a port that accepts TCP but never answers the HTTP/2
+    handshake is not one (and ``ray.init`` would retry it for minutes, logging each try)."""
+    import grpc  # a dependency of ray
+
+    channel = grpc.insecure_channel(address)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+    except grpc.FutureTimeoutError:
+        raise ConfigError(
+            f"Ray cluster at {address} did not answer within {timeout_s:g} s (no gRPC server "
+            "there: is it the head's GCS port, 6379 by default?); check the address or drop "
+            "--ray-address"
+        ) from None
+    finally:
+        channel.close()
+
+
 def _init_bounded(kwargs: dict[str, Any], timeout_s: float, where: str) -> None:
     """``ray.init(**kwargs)`` given ``timeout_s``: Ray retries an unresponsive head for
     minutes, so it runs in a daemon thread that is abandoned on timeout."""
@@ -169,9 +188,16 @@ def _init_bounded(kwargs: dict[str, Any], timeout_s: float, where: str) -> None:
         )
     if "error" in box:
         msg = " ".join(str(box["error"]).split())[:200]
+        # Ray sends its token to an address given explicitly only in token mode (by design)
+        auth = os.environ.get("RAY_AUTH_MODE", "").lower() != "token"
+        hint = (
+            " (a head started by `ray start` wants token auth: set RAY_AUTH_MODE=token, token in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            if auth
+            else ""
+        )
         raise ConfigError(
-            f"cannot join Ray cluster at {where}: {msg}; start one with `ray start --head` or "
-            "drop --ray-address to start a local cluster"
+            f"cannot join Ray cluster at {where}: {msg}{hint}; check the address, or drop "
+            "--ray-address to start a local cluster"
         )
 
 
@@ -187,6 +213,7 @@ def connect_ray(address: str | None, num_cpus: int, connect_timeout_s: float = 3
         return True
     if address != "auto":
         _probe(address, min(5.0, connect_timeout_s))
+        _probe_grpc(address, connect_timeout_s)
     _init_bounded({"address": address, **common}, connect_timeout_s, address)
     return True
 

@@ -12,7 +12,8 @@ Steps:
 
 1. the simplest archs (every optional block removed) form the first pool; without data the
    pick is the zero-cost rank (TE-NAS, :mod:`edgeauto.search.zero_cost`) when a scorer is
-   given, else a seeded shuffle;
+   given, else the prior (``latency``: the heaviest within the budget, since accuracy grows
+   with capacity in NAS spaces; or ``random``);
 2. each step expands the top-K archs of the previous step by one block, ranks, evaluates K;
 3. at the complexity limit (or when no expansion fits the budget) the search refines: the
    one-decision neighbours of the K best archs so far plus fresh samples, ranked the same way.
@@ -46,7 +47,9 @@ PRIORS = ("latency", "random")  # how candidates are ranked before any data or z
 class SMBOConfig:
     """``beam`` (K, archs trained per step; 0: ``ceil(trials / levels)`` capped so there are
     at least four steps), ``pool`` (most candidates ranked per step), ``kappa`` (optimism),
-    ``zero_cost_pool`` (most candidates scored training-free before the surrogate has data)."""
+    ``zero_cost_pool`` (most candidates scored training-free before the surrogate has data),
+    ``prior`` (the ranking before any data: ``latency``, heaviest within the budget first, or
+    ``random``; a zero-cost scorer, when given, replaces it)."""
 
     beam: int = 0
     pool: int = 256
@@ -56,14 +59,14 @@ class SMBOConfig:
     surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
 
     def __post_init__(self) -> None:
-        if (
-            self.beam < 0
-            or min(self.pool, self.zero_cost_pool) < 1
-            or not math.isfinite(self.kappa)
-        ):
+        if self.prior not in PRIORS:
+            raise ConfigError(f"smbo prior must be one of {PRIORS}, got {self.prior!r}")
+        pools = min(self.pool, self.zero_cost_pool)
+        if self.beam < 0 or pools < 1 or not math.isfinite(self.kappa):
             raise ConfigError(
-                f"smbo needs beam >= 0, pool >= 1 and a finite kappa, got beam={self.beam}, "
-                f"pool={self.pool}, kappa={self.kappa}"
+                f"smbo needs beam >= 0, pool and zero_cost_pool >= 1 and a finite kappa, got "
+                f"beam={self.beam}, pool={self.pool}, zero_cost_pool={self.zero_cost_pool}, "
+                f"kappa={self.kappa}"
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -106,7 +109,7 @@ class ProgressiveSMBO(Strategy):
         self.steps: list[Step] = []
         self.phase = "progressive"
         self.predictions: dict[Arch, tuple[float, float]] = {}
-        self.zero_cost: dict[Arch, dict[str, float]] = {}
+        self.zero_cost: dict[Arch, dict[str, float | None]] = {}
         self._features: dict[Arch, list[float]] = {}
         self._max_blocks = max(1, self.codec.complexity(self._largest_shape()))
         self.beam = self.config.beam or self._auto_beam()
@@ -134,7 +137,7 @@ class ProgressiveSMBO(Strategy):
         ranked_by, scores = self._rank(candidates)
         order = sorted(range(len(candidates)), key=lambda i: -scores[i])
         picked = [candidates[i] for i in order[: self.beam]]
-        if not picked:  # the space is exhausted within the budget: repeat a feasible arch
+        if not picked:  # every arch within the budget was trained: one is trained again
             picked = [self.sample_feasible()]
         self.steps.append(Step(len(self.steps), self.phase, len(candidates), picked, ranked_by))
         self.queue.extend(picked)
@@ -184,8 +187,8 @@ class ProgressiveSMBO(Strategy):
 
     # -- ranking ----------------------------------------------------------------------------
     def _rank(self, candidates: list[Arch]) -> tuple[str, list[float]]:
-        """Optimistic surrogate scores once it has data, else zero-cost ranks, else a
-        seeded shuffle."""
+        """Optimistic surrogate scores once it has data; before, zero-cost ranks (with a
+        scorer) or the configured prior."""
         if not candidates:
             return "none", []
         surrogate = self.fit_surrogate()
