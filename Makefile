@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run test lint format bench bench-prune clean
+.PHONY: install install-nni run test lint format bench bench-prune bench-smbo clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ bench: install
 
 bench-prune: install
 	$(PY) benchmarks/prune.py --json runs/bench-prune.json
+
+bench-smbo: install
+	$(PY) benchmarks/smbo.py --json runs/bench-smbo.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
