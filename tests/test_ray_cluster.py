@@ -46,6 +46,11 @@ def head() -> Iterator[int]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # the head's address file outlives a signalled head; a stale one would send later
+        # `ray.init()` calls of this machine to a dead cluster
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp/ray")) / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def test_search_joins_a_running_cluster(head: int, micro_tables: Path, tmp_path: Path) -> None:

@@ -244,5 +244,7 @@ def test_search_flags_are_validated(cli, tmp_path) -> None:
     assert_one_line_error(r, "ConfigError", "--trial-timeout needs --executor ray")
     r = cli("search", "--strategy", "random", "--warm-start", "--out", str(tmp_path / "x"))
     assert_one_line_error(r, "ConfigError", "belong to --strategy smbo")
+    r = cli("search", "--strategy", "smob", "--out", str(tmp_path / "x"))
+    assert_one_line_error(r, "UnknownComponent", "did you mean 'smbo'")
     r = cli("search", "--executor", "dask", "--out", str(tmp_path / "x"))
     assert_one_line_error(r, "ConfigError", "executor must be one of inprocess, ray")

@@ -209,7 +209,8 @@ def connect_ray(address: str | None, num_cpus: int, connect_timeout_s: float = 3
         return False
     common: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **common)
+        # "local": a new cluster even when `ray start` left one (or its address file) here
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **common)
         return True
     if address != "auto":
         _probe(address, min(5.0, connect_timeout_s))

@@ -56,6 +56,7 @@ class SearchJob:
     connect_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        STRATEGIES.get(self.strategy)  # an unknown name fails before any cluster or data
         _positive("latency_ms", self.latency_ms)
         for name in ("trials", "search_epochs", "search_batches", "cpus_per_trial"):
             _positive(name, getattr(self, name), integer=True)
@@ -146,7 +147,6 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     from edgeauto.pipeline import open_table
     from edgeauto.spaces import get_space
 
-    STRATEGIES.get(job.strategy)  # unknown names fail before data or tables are touched
     profile = load_profile(job.device)
     data = cached_dataset(job.dataset, job.seed)
     space = get_space(job.space, data.input_shape, data.num_classes)
