@@ -1,6 +1,6 @@
 """Search, prune, export and verify a digits classifier for this machine in under a minute.
 
-    .venv/bin/python examples/quickstart.py
+.venv/bin/python examples/quickstart.py
 """
 
 from __future__ import annotations
