@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run test lint format bench bench-prune bench-smbo clean
+.PHONY: install install-nni run test lint format bench bench-prune bench-smbo bench-dnas clean
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ bench-prune: install
 
 bench-smbo: install
 	$(PY) benchmarks/smbo.py --json runs/bench-smbo.json
+
+bench-dnas: install
+	$(PY) benchmarks/dnas.py --json runs/bench-dnas.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

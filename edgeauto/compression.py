@@ -31,7 +31,7 @@ from edgeauto.latency.profiler import ProfileSettings, make_timer
 from edgeauto.manifest import Manifest
 from edgeauto.pipeline import Context, compress_and_verify, setup
 from edgeauto.progress import NullReporter, Reporter
-from edgeauto.rundir import RunDir
+from edgeauto.rundir import RunDir, inside, release
 from edgeauto.spaces.base import Arch
 
 
@@ -52,9 +52,12 @@ def compress(
         )
     PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)  # unknown names fail first
     reporter = reporter or NullReporter()
-    if cfg.from_run is not None:
-        return _from_run(cfg, Path(cfg.from_run), reporter)
-    return _from_module(cfg, cfg.model or "", reporter)
+    try:
+        if cfg.from_run is not None:
+            return _from_run(cfg, Path(cfg.from_run), reporter)
+        return _from_module(cfg, cfg.model or "", reporter)
+    finally:
+        release(cfg.out)  # the run directory is free for the next run of this process
 
 
 def _from_run(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Manifest:
@@ -64,7 +67,7 @@ def _from_run(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Manifest:
         doc = json.loads(path.read_text())
         space, arch = doc["space"], Arch.from_json(doc["arch"])
         dataset, ckpt = doc["config"]["dataset"], doc["artifacts"]["checkpoint"]["path"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
         raise ConfigError(
             f"--from {run_dir}: no readable manifest.json of a finished edgeauto run "
             f"({type(exc).__name__}: {exc}); pass the --out directory of a completed run"
@@ -75,15 +78,31 @@ def _from_run(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Manifest:
         cfg = dataclasses.replace(cfg, dataset=dataset)
     ctx = setup(dataclasses.replace(cfg, space=space), reporter)
     model = ctx.space.build(arch)
-    load_weights(model, Path(cfg.weights or ckpt))
+    load_weights(model, Path(cfg.weights) if cfg.weights else _in_run(run_dir, ckpt))
     return compress_and_verify(ctx, model, 0, arch=arch, source=f"run:{run_dir}")
+
+
+def _in_run(run_dir: Path, recorded: object) -> Path:
+    """A file a run's manifest names, which must lie inside that run's directory.
+
+    Manifests record absolute paths; a path elsewhere (a crafted or copied manifest, or
+    ``..`` in it) is refused rather than read.
+    """
+    root = run_dir.expanduser().resolve()
+    path = Path(str(recorded))
+    if path.is_absolute():
+        try:
+            path = path.resolve().relative_to(root)
+        except ValueError:
+            path = Path(str(recorded))  # outside the run: inside() names it below
+    return inside(root, path, f"--from {run_dir}: manifest artifact")
 
 
 def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     """The user's own module, costed by timing each of its layers on the device."""
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
-    rd.start(cfg.resume)
+    rd.start(cfg.resume, cfg.to_json())
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     model = load_user_model(spec, data)
     if cfg.weights:

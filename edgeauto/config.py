@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgeauto.errors import ConfigError
+from edgeauto.limits import Limits
 
 
 def _positive(name: str, value: float, integer: bool = False) -> None:
@@ -25,6 +26,12 @@ class RunConfig:
     ``criterion`` ranks channels (``l1``, ``taylor2`` ...); ``allocation`` decides how many each
     layer loses (``netadapt``: latency-driven with depth pruning; ``uniform``: same share).
     ``scratch_baseline`` also trains the pruned architecture from scratch (Liu et al.).
+    ``max_params``, ``max_size_kb`` (the float32 ``.tflite`` file) and ``max_activation_kb``
+    (peak activation memory, estimated from the graph) bound the model besides latency.
+    ``int8`` also writes a full-integer ``model_int8.tflite`` (post-training quantization
+    calibrated on training inputs), checked against float32 and timed beside it.
+    ``inherit_weights`` starts training from the supernet's weights (``dnas`` only) instead of
+    from scratch.
     """
 
     device: str = "host"
@@ -38,6 +45,11 @@ class RunConfig:
     criterion: str = "l1"
     allocation: str = "netadapt"
     scratch_baseline: bool = False
+    inherit_weights: bool = False
+    int8: bool = True
+    max_params: int | None = None
+    max_size_kb: float | None = None
+    max_activation_kb: float | None = None
     trials: int = 6
     search_epochs: int = 1
     search_batches: int = 60
@@ -53,8 +65,13 @@ class RunConfig:
     from_run: str | None = None
     weights: str | None = None
 
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_params, self.max_size_kb, self.max_activation_kb)
+
     def __post_init__(self) -> None:
         _positive("latency_ms", self.latency_ms)
+        self.limits  # noqa: B018  (validates the limits: a bad one is a ConfigError now)
         for name in (
             "epochs",
             "trials",

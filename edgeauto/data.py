@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ class Dataset:
     x_val: torch.Tensor
     y_val: torch.Tensor
     classes: list[str]
+    pixel_max: float = 1.0  # the stored pixels were divided by this (255 for 8-bit images)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -79,12 +81,21 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
             x, y = f[xk], f[yk]
     except (OSError, ValueError) as exc:
         raise DatasetError(f"dataset npz:{path} is not a readable .npz file: {exc}") from None
+    if x.ndim < 3 or x.size == 0 or x.dtype.kind not in "uif":
+        raise DatasetError(
+            f"dataset npz:{path}: field 'x' must be a non-empty numeric (N,H,W[,C]) array, got "
+            f"shape {x.shape} of {x.dtype}; save the images as numbers"
+        )
+    if len(x) != len(y.reshape(-1)):
+        raise DatasetError(
+            f"dataset npz:{path}: field 'x' holds {len(x)} images but 'y' {y.size} labels; "
+            "save one label per image"
+        )
     scale = 255.0 if x.max() > 1.0 else 1.0
     return _to_nchw(x.astype(np.float32), f"npz:{path}"), y.reshape(-1), scale
 
 
 def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
-    from PIL import Image
 
     classes = sorted(d.name for d in path.iterdir() if d.is_dir())
     files = [
@@ -96,16 +107,31 @@ def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
             f"dataset folder:{path} holds no images; expected {path}/<class>/<image>"
             f"{'|'.join(IMAGE_SUFFIXES)}"
         )
-    first = Image.open(files[0][0])
+    first = _open_image(files[0][0])
     mode = "L" if first.mode in ("L", "1", "I;16") else "RGB"
     size = first.size
-    x = np.stack([np.asarray(Image.open(f).convert(mode).resize(size)) for f, _ in files])
+    x = np.stack([np.asarray(_open_image(f).convert(mode).resize(size)) for f, _ in files])
     return (
         _to_nchw(x.astype(np.float32), f"folder:{path}"),
         np.array([i for _, i in files]),
         255.0,
         classes,
     )
+
+
+def _open_image(path: Path) -> Any:
+    """``PIL.Image.open`` with the file decoded now, so a corrupt image is a DatasetError."""
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(
+            f"dataset folder: image {path} cannot be decoded ({type(exc).__name__}); "
+            "delete or replace the file"
+        ) from None
+    return image
 
 
 def _resolve(spec: str) -> tuple[np.ndarray, np.ndarray, float, list[str] | None]:
@@ -118,6 +144,11 @@ def _resolve(spec: str) -> tuple[np.ndarray, np.ndarray, float, list[str] | None
         path = Path(rest).expanduser()
         if not path.exists():
             raise DatasetError(f"dataset {spec}: path {path} does not exist; fix --dataset")
+        if kind == "folder" and not path.is_dir():
+            raise DatasetError(
+                f"dataset {spec}: {path} is a file, not a folder; pass folder:DIR holding "
+                "DIR/<class>/<image>, or npz:FILE for arrays"
+            )
         return (*_npz(path), None) if kind == "npz" else _folder(path)
     raise DatasetError(
         f"unknown dataset {spec!r}; {suggest(spec, list(BUILTIN))}use one of "
@@ -142,7 +173,7 @@ def load_dataset(spec: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset
     xt = torch.from_numpy((x / scale).astype(np.float32))
     yt = torch.from_numpy(y.astype(np.int64))
     classes = names or [str(v) for v in labels]
-    return Dataset(spec, xt[train], yt[train], xt[val], yt[val], classes)
+    return Dataset(spec, xt[train], yt[train], xt[val], yt[val], classes, float(scale))
 
 
 def dataset_shape(spec: str) -> tuple[tuple[int, int, int], int]:

@@ -1,9 +1,10 @@
-"""Atomic file writes and hashing. Every write goes to a temp file in the same folder, then
-``os.replace``, so a crash never leaves a half-written file behind."""
+"""Atomic file writes and hashing. Every write goes to a temp file in the same folder, is
+fsynced, then ``os.replace``d, so a crash never leaves a half-written file behind."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -29,10 +30,43 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        _fsync(tmp)  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself survives a power cut
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``path`` (on its folder), waiting for other holders.
+
+    Processes that read, merge and rewrite the same file (two table builders) take it so
+    that neither overwrites what the other just wrote. The folder itself is locked, so no
+    lock file is left behind; the kernel drops the lock if the holder dies.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot write {path}: {exc.strerror}; choose a writable directory"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,40 @@ class Manifest:
 
     @property
     def within_budget(self) -> bool:
-        return bool(self.data["latency"]["within_budget"])
+        """Measured latency within budget (and tolerance) and no other limit exceeded."""
+        return bool(self.data["latency"]["within_budget"]) and not self.violations
+
+    @property
+    def violations(self) -> list[str]:
+        """The limits besides latency that the final model exceeds (parameters, size ...)."""
+        return list(self.data["budget"].get("violations") or [])
 
     def artifact(self, name: str) -> Path:
         return Path(self.data["artifacts"][name]["path"])
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path | None = None) -> Manifest:
+        """Check a parsed ``manifest.json``: the sections every run writes, each of the right
+        JSON type, and an arch and pruning plan that parse; else :class:`ConfigError`."""
+        where = f"manifest {path}" if path else "manifest"
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a JSON object, got {type(data).__name__}")
+        for name, kind in SECTIONS.items():
+            if not isinstance(data.get(name), kind):
+                got = "missing" if name not in data else type(data[name]).__name__
+                raise ConfigError(
+                    f"{where}: field {name!r} must be a {kind.__name__}, got {got}; it is not "
+                    "a manifest of a finished run: rerun it or restore the file"
+                )
+        try:
+            if data.get("arch") is not None:
+                Arch.from_json(data["arch"])
+            PruningPlan.from_json(data["pruning"])
+            for field in ("latency_ms", "tolerance"):
+                _number(data["budget"].get(field), f"budget.{field}")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(data, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
@@ -64,6 +95,22 @@ class Manifest:
         path = Path(path)
         path = path / "manifest.json" if path.is_dir() else path
         try:
-            return cls(json.loads(path.read_text()), path)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read manifest {path}: {exc}") from None
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            msg = " ".join(str(exc).split())
+            raise ConfigError(
+                f"cannot read manifest {path}: {msg}; pass a run's manifest.json"
+            ) from None
+        return cls.from_json(data, path)
+
+
+#: The sections of ``manifest.json`` a parser needs, and their JSON types.
+SECTIONS: dict[str, type] = {
+    "config": dict, "device": dict, "budget": dict, "pruning": dict, "accuracy": dict,
+    "latency": dict, "artifacts": dict,
+}  # fmt: skip
+
+
+def _number(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"field {name!r} must be a finite number, got {value!r}")

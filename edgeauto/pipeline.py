@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeauto.bundle import write_bundle
 from edgeauto.compress import CRITERIA, PRUNERS, PruneConfig, PruneProblem, PruningPlan
 from edgeauto.compress.calibrate import MAX_CALIBRATIONS, prune_measured
 from edgeauto.compress.scratch import reinitialize
@@ -25,10 +26,11 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.devices.roofline import warn_below_floor
-from edgeauto.errors import ConfigError, RunnerError, TableMiss
+from edgeauto.errors import ConfigError, RunDirError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
-from edgeauto.fileio import atomic_path, sha256_file, write_text
+from edgeauto.fileio import atomic_path, sha256_file
+from edgeauto.killpoints import kill_point
 from edgeauto.latency.calibration import (
     calibration_factor,
     expected_error,
@@ -48,10 +50,12 @@ from edgeauto.latency.profiler import (
 from edgeauto.latency.runners import get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
+from edgeauto.limits import Footprint, estimate
 from edgeauto.manifest import Manifest
+from edgeauto.pareto import breakdown, pareto_points, points_json
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.report import write_report
-from edgeauto.rundir import RunDir
+from edgeauto.rundir import EPOCH_SUFFIX, RunDir, release
 from edgeauto.runtimes import RUNTIMES, get_runtime, time_calls
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.executors import InProcessExecutor
@@ -59,8 +63,10 @@ from edgeauto.search.objective import TrainObjective, preload
 from edgeauto.search.study import TrialJournal, run_study
 from edgeauto.spaces import SearchSpace, get_space
 from edgeauto.spaces.base import Arch
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import EpochCheckpoint, TrainConfig, accuracy, fit
 from edgeauto.version import __version__
+
+INHERITED = "checkpoints/inherited.pt"  # supernet weights of the searched arch (dnas)
 
 
 @dataclass
@@ -135,7 +141,7 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     STRATEGIES.get(cfg.strategy), PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
-    rd.start(cfg.resume)
+    rd.start(cfg.resume, cfg.to_json())
     data = load_dataset(cfg.dataset, seed=cfg.seed)
     space = get_space(cfg.space, data.input_shape, data.num_classes)
     root = Path(cfg.tables) if cfg.tables else None
@@ -151,7 +157,7 @@ def search_stage(ctx: Context) -> Arch:
     search continues from them (:func:`edgeauto.search.study.run_study`).
     """
     if done := ctx.resumed("search"):
-        return Arch.from_json(done["arch"])
+        return _recorded_arch(ctx, done)
     cfg = ctx.cfg
     preload(cfg.dataset, cfg.seed, ctx.data)  # the objective finds the loaded data here
     objective = TrainObjective(
@@ -164,8 +170,15 @@ def search_stage(ctx: Context) -> Arch:
     problem = SearchProblem(
         ctx.space, ctx.predictor, cfg.latency_ms * cfg.search_headroom, evaluate,
         trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
+        data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
     )  # fmt: skip
     problem.check_feasible(cfg.latency_ms)
+    if cfg.inherit_weights and not hasattr(STRATEGIES.get(cfg.strategy), "weights_for"):
+        raise ConfigError(
+            f"--inherit-weights needs a strategy that trains a supernet (dnas), not "
+            f"{cfg.strategy}; drop the flag or use --strategy dnas"
+        )
+    TrialJournal(ctx.rd).load()  # a damaged journal fails here, before the progress bar
     strategy = STRATEGIES.get(cfg.strategy)(problem)
     with ctx.reporter.task(f"search ({cfg.strategy}, {cfg.trials} trials)", cfg.trials) as task:
 
@@ -176,9 +189,44 @@ def search_stage(ctx: Context) -> Arch:
         best = run_study(strategy, executor, TrialJournal(ctx.rd), on_trial).best
     ctx.rd.record(
         "search",
-        {"arch": best.arch.to_json(), "accuracy": best.accuracy, "predicted_ms": best.predicted_ms},
-    )
+        {"arch": best.arch.to_json(), "accuracy": best.accuracy, "predicted_ms": best.predicted_ms,
+         **_search_extras(ctx, strategy, best.arch)},
+    )  # fmt: skip
     return best.arch
+
+
+def _search_extras(ctx: Context, strategy: Any, arch: Arch) -> dict[str, Any]:
+    """What a supernet strategy (dnas) leaves besides trials: its per-epoch curve
+    (``search_curve.json``) and, with ``inherit_weights``, the winner's supernet weights."""
+    extras: dict[str, Any] = {}
+    curve = [p.to_json() for p in getattr(strategy, "curve", [])]
+    if curve:
+        ctx.rd.write_json("search_curve.json", {"strategy": ctx.cfg.strategy, "epochs": curve})
+        extras["curve"] = curve
+    if ctx.cfg.inherit_weights:
+        with atomic_path(ctx.rd.path(INHERITED)) as tmp:
+            torch.save(strategy.weights_for(arch), tmp)
+        extras["inherited"] = INHERITED
+    return extras
+
+
+def _build(ctx: Context, arch: Arch) -> nn.Module:
+    """A fresh model of ``arch``; with ``inherit_weights``, the supernet's weights in it."""
+    model = ctx.space.build(arch)
+    if ctx.cfg.inherit_weights:
+        model.load_state_dict(torch.load(ctx.rd.path(INHERITED), weights_only=True))
+    return model
+
+
+def _recorded_arch(ctx: Context, done: dict[str, Any]) -> Arch:
+    """The arch a finished search recorded; a damaged record names the file and the fix."""
+    try:
+        return Arch.from_json(done["arch"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise RunDirError(
+            f"{ctx.rd.path('stages.json')}: the search record is damaged ({exc}); delete the "
+            "file or drop --resume"
+        ) from None
 
 
 def _train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> float:
@@ -189,12 +237,18 @@ def _train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> flo
         return float(done["accuracy"])
     if epochs > 0:
         total = epochs * -(-len(ctx.data.x_train) // TrainConfig.batch_size)
+        # every epoch is checkpointed: a killed run resumes at its last finished epoch
+        epoch_ckpt = EpochCheckpoint(
+            ctx.rd.path(f"checkpoints/{stage}{EPOCH_SUFFIX}"),
+            lambda _epoch: kill_point(f"{stage}_epoch"),
+        )
         with ctx.reporter.task(f"{stage} ({epochs} epochs)", total) as task:
-            fit(model, ctx.data, TrainConfig(epochs=epochs), ctx.cfg.seed, task.update)
+            fit(model, ctx.data, TrainConfig(epochs=epochs), ctx.cfg.seed, task.update, epoch_ckpt)
     acc = accuracy(model, ctx.data.x_val, ctx.data.y_val)
     with atomic_path(ckpt) as tmp:
         torch.save(model.state_dict(), tmp)
     ctx.rd.record(stage, {"accuracy": acc})
+    ctx.rd.path(f"checkpoints/{stage}{EPOCH_SUFFIX}").unlink(missing_ok=True)
     return acc
 
 
@@ -219,11 +273,17 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     with ctx.reporter.task(title, MAX_CALIBRATIONS) as task:
         # a user model's per-layer sum is uncalibrated; a block table is calibrated already
         model, plan = prune_measured(
-            pruner, model, problem, measure, lambda n: task.update(n, MAX_CALIBRATIONS),
+            pruner, model, problem, measure, lambda n: _pruned(task, n),
             scale=ctx.cost is not None,
         )  # fmt: skip
     ctx.rd.record("prune", {"plan": plan.to_json()})
+    kill_point("prune")
     return model, plan
+
+
+def _pruned(task: Any, attempt: int) -> None:
+    task.update(attempt, MAX_CALIBRATIONS)
+    kill_point("prune_step")
 
 
 def scratch_stage(ctx: Context, model: nn.Module) -> float:
@@ -249,6 +309,8 @@ def _measure_whole(ctx: Context, model: nn.Module) -> float | None:
 
 def export_stage(ctx: Context, model: nn.Module) -> tuple[dict[str, Path], dict[str, Any]]:
     """ONNX, then each runtime's artifact; every artifact must match PyTorch on val inputs."""
+    if (done := ctx.resumed("export")) and (files := _unchanged(ctx, done["sha256"])):
+        return files, done["parity"]
     shape = ctx.data.input_shape
     artifacts: dict[str, Path] = {}
     parity: dict[str, Any] = {}
@@ -260,7 +322,32 @@ def export_stage(ctx: Context, model: nn.Module) -> tuple[dict[str, Path], dict[
             samples = ctx.data.x_val[: ctx.cfg.parity_samples]
             parity[name] = dataclasses.asdict(check_parity(model, rt, artifacts[name], samples))
             task.update(i, len(RUNTIMES.names()))
+            kill_point("export")
+    if ctx.cfg.int8 and "litert" in artifacts:
+        artifacts["litert_int8"], parity["litert_int8"] = _int8_artifact(ctx, artifacts["litert"])
+    hashes = {n: {"file": p.name, "sha256": sha256_file(p)} for n, p in artifacts.items()}
+    ctx.rd.record("export", {"sha256": hashes, "parity": parity})
     return artifacts, parity
+
+
+def _int8_artifact(ctx: Context, fp32: Path) -> tuple[Path, dict[str, Any]]:
+    """model_int8.tflite, calibrated on training inputs and checked against ``fp32`` on the
+    whole validation split (a warning, not an error, when they disagree: float32 ships)."""
+    from edgeauto.export.quantize import check_int8, export_int8
+
+    path = export_int8(ctx.rd.path("model.onnx"), ctx.rd.path("model_int8.tflite"),
+                       ctx.data.x_train, seed=ctx.cfg.seed)  # fmt: skip
+    check = check_int8(fp32, path, ctx.data.x_val, ctx.data.y_val, ctx.profile.threads)
+    if warning := check.warning():
+        ctx.reporter.log(f"warning: {warning}")
+    return path, {**check.to_json(), "warning": warning}
+
+
+def _unchanged(ctx: Context, recorded: dict[str, Any]) -> dict[str, Path] | None:
+    """The recorded artifacts, if each is still in the run directory with its hash."""
+    files = {n: ctx.rd.path(r["file"]) for n, r in recorded.items()}
+    ok = all(p.is_file() and sha256_file(p) == recorded[n]["sha256"] for n, p in files.items())
+    return files if ok else None
 
 
 def measure_stage(
@@ -273,6 +360,9 @@ def measure_stage(
     (:func:`_emulate`) and ``ctx.measurement`` says so. A real measurement of the profile's
     runtime is added to the table's history, which calibrates later runs' predictions.
     """
+    if done := ctx.resumed("measure"):  # measured already: keep those numbers
+        ctx.measurement.update(done["measurement"])
+        return {n: LatencyStat(**st) for n, st in done["stats"].items()}
     total = len(artifacts) + 1
     local = ctx.profile.connection.kind == "local"
     with ctx.reporter.task(f"measuring on {ctx.profile.name}", total) as task:
@@ -288,6 +378,9 @@ def measure_stage(
         task.update(total, total)
     if ctx.measurement["measured_on"] == "device":
         _record_history(ctx, model, artifacts, stats)
+    stats_json = {n: dataclasses.asdict(st) for n, st in stats.items()}
+    ctx.rd.record("measure", {"stats": stats_json, "measurement": ctx.measurement})
+    kill_point("measure")
     return stats
 
 
@@ -443,6 +536,21 @@ def _table_json(ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def footprint(ctx: Context, model: nn.Module, tflite: Path) -> Footprint:
+    """Parameters (BN folded, as exported), the float32 .tflite file's size, and the peak
+    activation estimate from the block keys (None-free: 0 for a model without keys)."""
+    keys = list(model.op_keys(ctx.data.input_shape[1:])) if hasattr(model, "op_keys") else []
+    est = estimate(keys)
+    params = est.params if keys else sum(p.numel() for p in model.parameters())
+    return Footprint(params, tflite.stat().st_size, est.activation_bytes)
+
+
+def _limits_json(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
+    fp: Footprint = results["footprint"]
+    return {"limits": ctx.cfg.limits.to_json(), "footprint": fp.to_json(),
+            "violations": ctx.cfg.limits.violations(fp)}  # fmt: skip
+
+
 def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
     """Assemble ``manifest.json`` from the stage results and write it atomically."""
     cfg, data, rd = ctx.cfg, ctx.data, ctx.rd
@@ -454,7 +562,8 @@ def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
                    "connection": ctx.profile.connection.kind,
                    "measured_on": ctx.measurement.get("measured_on", "device"),
                    "cpu": ctx.measurement.get("cpu") or (ctx.table.provenance.cpu_model if ctx.table else None)},
-        "budget": {"latency_ms": cfg.latency_ms, "tolerance": cfg.tolerance},
+        "budget": {"latency_ms": cfg.latency_ms, "tolerance": cfg.tolerance,
+                   **_limits_json(ctx, results)},
         "dataset": {"name": data.name, "input_shape": list(data.input_shape), "classes": data.classes,
                     "train": len(data.x_train), "val": len(data.x_val), "seed": cfg.seed},
         "space": ctx.space.name if ctx.space else None,
@@ -465,6 +574,7 @@ def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
         "accuracy": results["accuracy"],
         "latency": _latency_json(ctx, results["predicted_ms"], results["stats"]),
         "parity": results["parity"],
+        "analysis": results.get("analysis"),
         "artifacts": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in results["files"].items()},
         "table": _table_json(ctx),
         "versions": _versions(),
@@ -474,12 +584,8 @@ def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
 
 
 def _write_extras(ctx: Context) -> dict[str, Path]:
-    """labels.txt and preprocess.json, so the artifacts can be used without this package."""
-    write_text(ctx.rd.path("labels.txt"), "\n".join(ctx.data.classes) + "\n")
-    pre = {"input_shape_nchw": [1, *ctx.data.input_shape], "scale": "pixel / max (mnist 255, digits 16)",
-           "range": [0.0, 1.0], "tflite_layout": "NHWC", "onnx_layout": "NCHW", "dtype": "float32"}  # fmt: skip
-    ctx.rd.write_json("preprocess.json", pre)
-    return {"labels": ctx.rd.path("labels.txt"), "preprocess": ctx.rd.path("preprocess.json")}
+    """labels.txt, preprocess.json and infer.py: the artifacts work without this package."""
+    return write_bundle(ctx.rd.root, ctx.data)
 
 
 def run(
@@ -492,9 +598,33 @@ def run(
         >>> m.accuracy, m.predicted_ms, m.measured_ms
     """
     cfg = dataclasses.replace(config or RunConfig(), **overrides)
-    ctx = setup(cfg, reporter or NullReporter())
-    arch = search_stage(ctx)
-    return compress_and_verify(ctx, ctx.space.build(arch), cfg.epochs, arch=arch)
+    try:
+        ctx = setup(cfg, reporter or NullReporter())
+        arch = search_stage(ctx)
+        torch.manual_seed(cfg.seed)  # same initial weights whether or not the search ran now
+        return compress_and_verify(ctx, _build(ctx, arch), cfg.epochs, arch=arch)
+    finally:
+        release(cfg.out)  # the run directory is free for the next run of this process
+
+
+def analysis_stage(ctx: Context, model: nn.Module) -> dict[str, Any]:
+    """Every evaluated arch timed on the device (the Pareto chart) and the final model's
+    per-block breakdown, predicted vs measured alone; recorded, so a resume skips it."""
+    if done := ctx.resumed("analysis"):
+        return done
+    out: dict[str, Any] = {"pareto": [], "breakdown": []}
+    journal = TrialJournal(ctx.rd)
+    if ctx.space is not None and journal.path.exists():
+        trials = sorted(journal.load().values(), key=lambda t: t.number)
+        timer = ctx.whole_timer if ctx.measurement.get("measured_on") == "device" else None
+        with ctx.reporter.task("timing every evaluated arch", 1):
+            points = pareto_points(trials, ctx.space, ctx.data.input_shape, timer)
+        out["pareto"] = points_json(points)
+    if ctx.table is not None and ctx.predictor is not None and hasattr(model, "op_keys"):
+        keys = list(model.op_keys(ctx.data.input_shape[1:]))
+        out["breakdown"] = breakdown(keys, ctx.table, ctx.predictor.calibration)
+    ctx.rd.record("analysis", out)
+    return out
 
 
 def compress_and_verify(
@@ -511,13 +641,18 @@ def compress_and_verify(
     artifacts, parity = export_stage(ctx, model)
     stats = measure_stage(ctx, model, artifacts)
     files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"], **_write_extras(ctx)}
+    if "litert_int8" in artifacts:
+        files["tflite_int8"] = artifacts["litert_int8"]
     files["checkpoint"] = ctx.rd.path("checkpoints/finetune.pt")
     results = {
         "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
         "files": files, "search": ctx.rd.stages().get("search"),
         "accuracy": {"val": acc, "val_before_pruning": acc_trained, "val_scratch": scratch},
         "predicted_ms": ctx.latency_of(model),
+        "analysis": analysis_stage(ctx, model),
+        "footprint": footprint(ctx, model, artifacts["litert"]),
     }  # fmt: skip
     manifest = build_manifest(ctx, results)
+    kill_point("manifest")
     write_report(ctx.rd.path("report.md"), manifest)
     return manifest

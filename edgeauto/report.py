@@ -6,6 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeauto.fileio import write_text
+from edgeauto.pareto import PARETO_PLOT, plot_pareto
+from edgeauto.report_html import write_html
+
+CURVE_PLOT = "plots/search_curve.png"
 
 
 def _row(*cells: object) -> str:
@@ -87,6 +91,127 @@ def _table_line(t: dict[str, Any]) -> str:
     )
 
 
+def search_curve_lines(search: dict[str, Any] | None) -> list[str]:
+    """The supernet search's curve (``dnas``): a plot link and one table row per epoch."""
+    curve = (search or {}).get("curve")
+    if not curve:
+        return []
+    rows = [
+        _row("epoch", "phase", "accuracy", "expected ms", "derived ms", "params", "step ms", "memory MB"),
+        _row("---:", "---", "---:", "---:", "---:", "---:", "---:", "---:"),
+    ]  # fmt: skip
+    for p in curve:
+        rows.append(
+            _row(p["epoch"], p["phase"], _fmt(p["accuracy"]), _fmt(p["expected_ms"]),
+                 _fmt(p["derived_ms"]), p["params"], f"{p['step_ms']:.1f}", f"{p['memory_mb']:.1f}")
+        )  # fmt: skip
+    return ["", "## Search curve (supernet)", "", f"![search curve]({CURVE_PLOT})", "", *rows]
+
+
+def plot_search_curve(path: Path, curve: list[dict[str, Any]]) -> Path | None:
+    """Accuracy, expected latency and supernet size per epoch as a PNG (None without
+    matplotlib, which the package does not require)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    epochs = [p["epoch"] for p in curve]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    series = (("accuracy", "accuracy (derived arch)"), ("expected_ms", "expected latency (ms)"),
+              ("params", "supernet parameters"))  # fmt: skip
+    for ax, (key, title) in zip(axes, series):
+        ax.plot(epochs, [p[key] for p in curve], marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    axes[1].plot(epochs, [p["derived_ms"] for p in curve], marker="x", label="derived arch")
+    axes[1].legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def limits_lines(m: dict[str, Any]) -> list[str]:
+    """Parameters, file size and peak activations of the final model, against any limits."""
+    b = m["budget"]
+    fp, lim = b.get("footprint"), b.get("limits") or {}
+    if not fp:
+        return []
+    cells = [
+        (f"{fp['params']:,} parameters", lim.get("max_params"), "{:,}"),
+        (f"{fp['size_bytes'] / 1000:.1f} kB model.tflite", lim.get("max_size_kb"), "{:g} kB"),
+        (f"{fp['activation_bytes'] / 1000:.1f} kB peak activations (estimated)",
+         lim.get("max_activation_kb"), "{:g} kB"),
+    ]  # fmt: skip
+    parts = [c if limit is None else f"{c} (limit {fmt.format(limit)})" for c, limit, fmt in cells]
+    lines = [f"- footprint: {'; '.join(parts)}"]
+    lines += [f"- **over a limit**: {v}" for v in b.get("violations") or []]
+    return lines
+
+
+def pareto_lines(m: dict[str, Any]) -> list[str]:
+    """The chart of every evaluated arch, and how its latencies were obtained."""
+    points = (m.get("analysis") or {}).get("pareto") or []
+    if not points:
+        return []
+    timed = sum(p["measured_ms"] is not None for p in points)
+    how = (f"{timed} of {len(points)} archs timed end to end on the device; the rest at their "
+           "predicted latency") if timed else "latencies predicted by the table (device not timed)"  # fmt: skip
+    return ["", "## Every evaluated architecture", "", f"![pareto]({PARETO_PLOT})", "",
+            f"- {how}; accuracy is the search's proxy training, the star the final model"]  # fmt: skip
+
+
+def breakdown_lines(m: dict[str, Any]) -> list[str]:
+    """Per block of the final model: measured alone vs predicted inside the model."""
+    rows = (m.get("analysis") or {}).get("breakdown") or []
+    if not rows:
+        return []
+    lat = m["latency"]
+    out = [
+        "", "## Per-block latency (final model)", "",
+        _row("#", "block", "measured alone ms", "p90 ms", "predicted in model ms"),
+        _row("---:", "---", "---:", "---:", "---:"),
+    ]  # fmt: skip
+    for r in rows:
+        out.append(_row(r["index"], f"`{r['block']}`", _fmt(r["measured_alone_ms"]),
+                        _fmt(r["measured_alone_p90_ms"]), _fmt(r["predicted_in_model_ms"])))  # fmt: skip
+    total = sum(r["predicted_in_model_ms"] for r in rows)
+    out.append(_row("", "**sum of blocks / whole model**", "", "", _fmt(total)))
+    out.append(_row("", f"**predicted ({lat['runtime']}) / measured**", "", "",
+                    f"{_fmt(lat['predicted_ms'])} / {_fmt(lat['measured_ms'])}"))  # fmt: skip
+    return out
+
+
+def _chosen(m: dict[str, Any]) -> dict[str, float] | None:
+    ms = m["latency"].get("measured_ms")
+    return {"ms": ms, "accuracy": m["accuracy"]["val"]} if ms else None
+
+
+def int8_lines(m: dict[str, Any]) -> list[str]:
+    """float32 vs int8 side by side: accuracy, measured latency, size; the warning if any."""
+    q = (m.get("parity") or {}).get("litert_int8")
+    if not q:
+        return []
+    measured = m["latency"]["measured"]
+    ms = {k: measured.get(f"{k}_ms") for k in ("litert", "litert_int8")}
+    cell = {k: _fmt(v) if v is not None else "n/a" for k, v in ms.items()}
+    lines = [
+        "", "## int8 (post-training full-integer quantization)", "",
+        _row("model", "val accuracy", "measured ms", "bytes"), _row("---", "---:", "---:", "---:"),
+        _row("float32 `model.tflite`", _fmt(q["fp32_acc"]), cell["litert"], q["fp32_bytes"]),
+        _row("int8 `model_int8.tflite`", _fmt(q["int8_acc"]), cell["litert_int8"], q["int8_bytes"]),
+        "", f"- top-1 agreement with float32: {q['agreement']:.2%} of {q['samples']} "
+        f"validation inputs (bar {q['min_agreement']:.0%})",
+    ]  # fmt: skip
+    if q.get("warning"):
+        lines.append(f"- **warning**: {q['warning']}")
+    return lines
+
+
 def render(m: dict[str, Any]) -> str:
     """Markdown text of the report."""
     lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
@@ -99,14 +224,19 @@ def render(m: dict[str, Any]) -> str:
         _model_line(m),
         f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads "
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
+        *limits_lines(m),
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
         f"- prediction error: {lat['prediction_error']:+.1%} of measured",
         *_pruning_lines(m["pruning"], acc),
+        *search_curve_lines(m.get("search")),
         "",
         "## Latency (batch 1)",
         "",
         *latency_rows(lat),
         *measurement_lines(lat),
+        *int8_lines(m),
+        *pareto_lines(m),
+        *breakdown_lines(m),
         "",
         "## Artifacts",
         "",
@@ -125,5 +255,14 @@ def _arch(arch: dict[str, Any]) -> str:
 
 def write_report(path: Path, manifest: Any) -> Path:
     """Write ``report.md`` for ``manifest`` (a :class:`Manifest`) atomically."""
-    write_text(path, render(manifest.data))
+    curve = (manifest.data.get("search") or {}).get("curve")
+    if curve:
+        plot_search_curve(path.parent / CURVE_PLOT, curve)
+    m = manifest.data
+    points = (m.get("analysis") or {}).get("pareto")
+    if points:
+        plot_pareto(path.parent / PARETO_PLOT, points, _chosen(m), m["budget"]["latency_ms"])
+    text = render(m)
+    write_text(path, text)
+    write_html(path.with_suffix(".html"), text, f"edgeauto run on {m['device']['name']}")
     return path

@@ -1,7 +1,15 @@
-"""The run directory: atomic files and a stage record for resume."""
+"""The run directory: atomic files, a stage record for resume, and a lock per directory.
+
+Only one process works in a run directory at a time: :meth:`RunDir.start` takes an exclusive
+``flock`` on the directory itself (released by :func:`release`, or by the kernel when the
+process dies, so ``kill -9`` leaves no stale lock). Names that come from files (a manifest's
+artifact, a record's checkpoint) are resolved with :func:`inside`, which refuses ``..`` and
+absolute paths, so a crafted record cannot make a run read or write outside its directory.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -9,6 +17,30 @@ from typing import Any
 
 from edgeauto.errors import RunDirError
 from edgeauto.fileio import write_json
+
+CONFIG_FILE = "config.json"
+#: Suffix of the per-epoch training state (``checkpoints/train.epoch.pt``) a resume continues.
+EPOCH_SUFFIX = ".epoch.pt"
+# Run directories this process holds, by resolved root: the open descriptor carries the lock.
+_HELD: dict[Path, int] = {}
+
+
+def inside(root: Path, name: str | Path, what: str = "path") -> Path:
+    """``root / name`` for a relative ``name`` that stays inside ``root``, else RunDirError."""
+    rel = Path(name)
+    if rel.is_absolute() or ".." in rel.parts or not str(name).strip():
+        raise RunDirError(
+            f"{what} {str(name)!r} must be a relative path inside {root} (no '..', not "
+            "absolute); fix the record or start a new --out"
+        )
+    return root / rel
+
+
+def release(root: str | Path) -> None:
+    """Give up this process's lock on the run directory ``root`` (no-op when not held)."""
+    fd = _HELD.pop(Path(root).expanduser().resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock
 
 
 class RunDir:
@@ -29,24 +61,64 @@ class RunDir:
         (self.root / "checkpoints").mkdir(exist_ok=True)
 
     def path(self, name: str) -> Path:
-        return self.root / name
+        """``root/name``; ``name`` must be relative and must not climb out with ``..``."""
+        return inside(self.root, name)
 
-    def start(self, resume: bool) -> None:
-        """Begin a run: unless resuming, forget the stages and trials of an earlier one."""
+    def lock(self) -> None:
+        """Hold the directory for this process; another process gets a RunDirError."""
+        if self.root in _HELD:
+            return
+        fd = os.open(self.root, os.O_RDONLY)  # the folder itself: no lock file to leave
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(
+                f"run directory {self.root} is in use by another edgeauto process; wait for "
+                "it to finish or pass another --out"
+            ) from None
+        _HELD[self.root] = fd
+
+    def start(self, resume: bool, config: dict[str, Any] | None = None) -> None:
+        """Lock the directory and begin a run: unless resuming, forget the stages and trials
+        of an earlier one; when resuming, ``config`` must match the one recorded."""
+        self.lock()
         if not resume:
             for name in ("stages.json", "trials.jsonl"):
                 self.path(name).unlink(missing_ok=True)
+            for partial in (self.root / "checkpoints").glob(f"*{EPOCH_SUFFIX}"):
+                partial.unlink()  # an earlier run's unfinished training must not be resumed
+        elif config is not None:
+            self._check_config(config)
+
+    def _check_config(self, now: dict[str, Any]) -> None:
+        """A resumed run must be the same run: name every setting that differs."""
+        p = self.path(CONFIG_FILE)
+        if not p.exists():
+            return  # killed before the config was written: nothing finished to reuse
+        try:
+            recorded = json.loads(p.read_text())
+            keys = [k for k in now if k != "resume" and k in recorded]
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+            raise RunDirError(f"{p} is corrupt; delete it or drop --resume") from None
+        diffs = [f"{k}: {recorded[k]!r} in the run, {now[k]!r} now" for k in keys if recorded[k] != now[k]]  # fmt: skip
+        if diffs:
+            raise RunDirError(
+                f"--resume {self.root} belongs to another config ({'; '.join(diffs)}); resume "
+                "with the run's settings or drop --resume to start over"
+            )
 
     # -- stages -----------------------------------------------------------------------------
     def stages(self) -> dict[str, Any]:
         """Finished stages and what each recorded."""
         p = self.path("stages.json")
         try:
-            return json.loads(p.read_text()) if p.exists() else {}
-        except json.JSONDecodeError:
-            raise RunDirError(
-                f"{p} is corrupt; delete it to rerun every stage, or drop --resume"
-            ) from None
+            data = json.loads(p.read_text()) if p.exists() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{p} is corrupt; delete it to rerun every stage, or drop --resume")
+        return data
 
     def done(self, stage: str) -> bool:
         return stage in self.stages()

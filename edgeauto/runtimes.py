@@ -159,8 +159,18 @@ class _LiteRTSession(Session):
         self.nhwc = len(shape) == 4
         self.input_shape = (shape[0], shape[3], shape[1], shape[2]) if self.nhwc else shape
 
+    @property
+    def quantized(self) -> bool:
+        """True for a full-integer model: int8/uint8 input and output tensors."""
+        return np.dtype(self.inp["dtype"]).kind in "iu"
+
     def prepare(self, x: np.ndarray) -> np.ndarray:
         x = x.transpose(0, 2, 3, 1) if self.nhwc else x
+        if self.quantized:  # real -> integer with the input tensor's own scale and zero point
+            scale, zero = self.inp["quantization"]
+            info = np.iinfo(self.inp["dtype"])
+            q = np.clip(np.round(x / scale + zero), info.min, info.max)
+            return np.ascontiguousarray(q, dtype=self.inp["dtype"])
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def run_native(self, x: np.ndarray) -> np.ndarray:
@@ -170,6 +180,9 @@ class _LiteRTSession(Session):
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self.run_native(self.prepare(x))
+        if self.quantized:
+            scale, zero = self.out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
         return out.transpose(0, 3, 1, 2) if out.ndim == 4 else out  # back to NCHW
 
 

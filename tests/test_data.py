@@ -251,15 +251,9 @@ def test_unknown_dataset(spec: str, hint: str | None) -> None:
     assert isinstance(exc.value, ConfigError)
 
 
-# -- known gaps (package bugs): each must become a DatasetError naming the problem ------------
+# -- bad data: each is a DatasetError naming the problem ------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="package bug: data.load_dataset does not check that x and y have the same length; "
-    "an npz with 100 images and 50 labels fails with IndexError while indexing the split",
-    strict=True,
-    raises=IndexError,
-)
 def test_npz_length_mismatch(tmp_path: Path, sk_digits) -> None:
     images, target = sk_digits
     path = tmp_path / "mismatch.npz"
@@ -268,12 +262,6 @@ def test_npz_length_mismatch(tmp_path: Path, sk_digits) -> None:
         load_dataset(f"npz:{path}")
 
 
-@pytest.mark.xfail(
-    reason="package bug: data._folder opens images without catching PIL errors; a corrupt .png "
-    "raises PIL.UnidentifiedImageError instead of DatasetError",
-    strict=True,
-    raises=OSError,  # UnidentifiedImageError subclasses OSError
-)
 def test_folder_with_corrupt_image(tmp_path: Path, sk_digits) -> None:
     images, target = sk_digits
     _write_folder(tmp_path / "data", images, target, per_class=2)
@@ -282,12 +270,6 @@ def test_folder_with_corrupt_image(tmp_path: Path, sk_digits) -> None:
         load_dataset(f"folder:{tmp_path / 'data'}")
 
 
-@pytest.mark.xfail(
-    reason="package bug: data._resolve only checks that a folder: path exists; a regular file "
-    "makes _folder call iterdir() on it and raise NotADirectoryError instead of DatasetError",
-    strict=True,
-    raises=NotADirectoryError,
-)
 def test_folder_spec_pointing_at_a_file(tmp_path: Path) -> None:
     path = tmp_path / "one.png"
     Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(path)

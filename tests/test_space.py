@@ -150,12 +150,6 @@ def test_arch_from_json_malformed(data: object) -> None:
         Arch.from_json(data)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    reason="package bug: Arch.from_json passes non-string layer entries to Choice.parse, "
-    "which calls .split on them and raises AttributeError instead of ConfigError",
-    strict=True,
-    raises=AttributeError,
-)
 def test_arch_from_json_non_string_choice() -> None:
     with pytest.raises(ConfigError):
         Arch.from_json({"widths": [8, 16], "layers": [[3], [3]]})

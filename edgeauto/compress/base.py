@@ -108,8 +108,10 @@ class PruningPlan:
                 [(float(c["target"]), float(c["measured"])) for c in data.get("calibrations", [])],
                 data.get("status", "met"), data.get("message", ""),
             )  # fmt: skip
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"pruning plan JSON is malformed: missing or bad {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"pruning plan JSON is malformed: missing or bad {exc}; fix the plan record"
+            ) from None
 
     def apply(self, model: nn.Module, input_shape: tuple[int, ...]) -> nn.Module:
         """Replay the plan on ``model`` (built the same way as the pruned one) in place."""

@@ -386,7 +386,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"device profile {path} does not exist; check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"device profile {path} cannot be read: {exc}") from None
+        raise ConfigError(
+            f"device profile {path} cannot be read: {exc}; save it as UTF-8 YAML text"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -448,17 +450,30 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """
     by_name = not _is_path(name_or_path)
     path = _profile_path(str(name_or_path)) if by_name else Path(name_or_path)
-    data = resolve_auto(_read_yaml(path))
-    try:
-        profile = DeviceProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(path, exc)) from exc
+    profile = profile_from_data(_read_yaml(path), path)
     if by_name and profile.name != path.stem:
         raise ConfigError(
             f"device profile {path}: field 'name' is {profile.name!r} but the file is "
             f"{path.name}; set name: {path.stem}"
         )
     return profile.model_copy(update={"source": path})
+
+
+def profile_from_data(data: Any, path: Path) -> DeviceProfile:
+    """Validate a profile as parsed from YAML (``auto`` values resolved here).
+
+    Anything that is not a valid profile raises :class:`ConfigError` naming ``path``, the
+    first bad field and the fix.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"device profile {path}: top level must be a mapping of fields (got "
+            f"{type(data).__name__}); start the file with 'schema_version: 1'"
+        )
+    try:
+        return DeviceProfile.model_validate(resolve_auto(data))
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
 
 
 # --- connection overrides (``edgeauto profile --host pi@10.0.0.5:2222``) -------------------

@@ -13,7 +13,7 @@ from typing import Any
 from edgeauto.latency.calibration import calibration_factor
 from edgeauto.latency.fusion import Predictor, best_predictor
 from edgeauto.latency.key import OpKey
-from edgeauto.latency.profiler import BlockTimer
+from edgeauto.latency.profiler import BlockTimer, save_table
 from edgeauto.latency.table import LatencyTable
 
 
@@ -49,8 +49,7 @@ class MeasuringPredictor:
         for key in missing:
             self.table.entries[key] = self.timer.time_key(key)
         self.measured_on_demand += len(missing)
-        if self.table.path:
-            self.table.save()
+        save_table(self.table)
 
     def block_ms(self, key: OpKey) -> float:
         self._ensure([key])

@@ -22,6 +22,8 @@ from torch import nn
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.fileio import locked
+from edgeauto.killpoints import kill_point
 from edgeauto.latency.key import OpKey
 from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
 from edgeauto.latency.store import load_if_exists, table_path
@@ -189,22 +191,50 @@ def fill_table(
     size = batch or timer.runner.batch_size
     if table.overhead is None:
         table.overhead = timer.time_overhead()
-        _save(table)
+        save_table(table)
     for start in range(0, len(todo), size):
         chunk = todo[start : start + size]
         if progress:
             progress(start, len(todo), chunk[0])
         stats = timer.time_keys(chunk)  # all of the batch or an error: no half-filled batch
         table.entries.update(zip(chunk, stats))
-        _save(table)
+        save_table(table)
+        kill_point("table_batch")
     if progress:
         progress(len(todo), len(todo), None)
     return len(todo)
 
 
-def _save(table: LatencyTable) -> None:
+def save_table(table: LatencyTable) -> None:
+    """Save under the table's lock, first taking in what another builder saved meanwhile."""
     if table.path:
-        table.save()
+        with locked(table.path):
+            merge_saved(table)
+            table.save()
+
+
+def merge_saved(table: LatencyTable) -> None:
+    """Add to ``table`` the entries (and overhead) its file on disk has and it lacks.
+
+    Two processes filling the same table (two ``edgeauto profile`` or runs on one device)
+    then both keep what the other measured instead of the last save winning. A file measured
+    another way (other device, runtime, threads or space) is left to overwrite as before.
+    """
+    assert table.path is not None  # callers check
+    try:
+        disk = load_if_exists(table.path)
+    except ConfigError:
+        return  # a damaged file is replaced by this (valid) table
+    mine, theirs = table.provenance, disk.provenance if disk else None
+    if disk is None or theirs is None:
+        return
+    if (theirs.device, theirs.runtime, theirs.threads, theirs.space) != (
+        mine.device, mine.runtime, mine.threads, mine.space
+    ):  # fmt: skip
+        return
+    for key, stat in disk.entries.items():
+        table.entries.setdefault(key, stat)
+    table.overhead = table.overhead or disk.overhead
 
 
 def make_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:
@@ -270,7 +300,7 @@ def validate_table(
                 WholeModelRun(keys, st.median_ms, st.p90_ms, st.runs, when, arch.to_json())
             )
         table.validation.extend(added[-len(chunk) :])
-        _save(table)
+        save_table(table)
     if progress:
         progress(len(archs), len(archs), None)
     return added

@@ -295,7 +295,7 @@ class LatencyTable:
             )
             entries, estimated = {}, set()
             for e in data["entries"]:
-                key = OpKey.from_json(e["key"])
+                key = _entry_key(e["key"], path)
                 stat = LatencyStat(e["median_ms"], e["p90_ms"], e["runs"])
                 entries[key] = _checked(stat, key.describe(), path)
                 if e.get("estimated"):
@@ -329,6 +329,19 @@ class LatencyTable:
                 f"latency table {path} cannot be read ({exc.strerror}); check the path"
             ) from None
         return cls.from_json(data, path)
+
+
+def _entry_key(data: Any, path: Path | None) -> OpKey:
+    """An entry's key; a bad one names the table and the fix, not just the field."""
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a key must be an object of OpKey fields, got {data!r:.60}")
+        return OpKey.from_json(data)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"latency table {path} has a bad entry key ({exc}); delete the entry or the table "
+            "and re-run edgeauto profile"
+        ) from None
 
 
 def _checked(stat: LatencyStat, what: str, path: Path | None) -> LatencyStat:

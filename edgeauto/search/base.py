@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from edgeauto.devices.roofline import check_budget
 from edgeauto.errors import BudgetInfeasible, ConfigError
 from edgeauto.latency.key import OpKey
+from edgeauto.limits import Limits, estimate
 from edgeauto.registry import Registry
 from edgeauto.spaces.base import Arch, SearchSpace
 
 if TYPE_CHECKING:
+    from edgeauto.data import Dataset
     from edgeauto.devices.profile import DeviceProfile
 
 
@@ -37,6 +39,9 @@ class SearchProblem:
 
     With the device's ``profile``, :meth:`check_feasible` also rejects budgets below the
     roofline floor of the space's smallest arch (:mod:`edgeauto.devices.roofline`).
+    ``data`` is for strategies that train on their own (``dnas`` trains a supernet); the
+    others only call ``evaluate``. ``limits`` bounds parameters, model size and peak
+    activations besides latency (:mod:`edgeauto.limits`); :meth:`fits` checks both.
     """
 
     space: SearchSpace
@@ -47,12 +52,17 @@ class SearchProblem:
     seed: int = 0
     device: str = "device"
     profile: DeviceProfile | None = None
+    data: Dataset | None = None
+    limits: Limits | None = None
 
     def predict(self, arch: Arch) -> float:
         return self.latency.predict_keys(self.space.blocks(arch))
 
     def fits(self, arch: Arch) -> bool:
-        return self.predict(arch) <= self.budget_ms
+        """Within the latency budget and, when given, the other ``limits``."""
+        if self.predict(arch) > self.budget_ms:
+            return False
+        return self.limits is None or not self.limits.violations(estimate(self.space.blocks(arch)))
 
     def check_feasible(self, budget_ms: float | None = None) -> Arch:
         """The cheapest arch; :class:`BudgetInfeasible` when even it exceeds the budget."""
@@ -62,6 +72,7 @@ class SearchProblem:
         if self.profile is not None:  # the physical bound first: it holds for any table
             check_budget(self.space, self.profile, budget)
         cheapest = self.space.cheapest(self.latency.block_ms)
+        self._check_limits(cheapest)
         ms = self.predict(cheapest)
         if ms > budget:
             raise BudgetInfeasible(
@@ -70,6 +81,19 @@ class SearchProblem:
                 "--latency-ms or pick a smaller space"
             )
         return cheapest
+
+    def _check_limits(self, cheapest: Arch) -> None:
+        """:class:`BudgetInfeasible` when the smallest arch already breaks a limit.
+
+        The fastest arch is the smallest in these spaces; a limit it breaks is one no arch of
+        the space meets, so the search would have nothing to train."""
+        if self.limits is None:
+            return
+        if broken := self.limits.violations(estimate(self.space.blocks(cheapest))):
+            raise BudgetInfeasible(
+                f"the smallest architecture of space {self.space.name} already has "
+                f"{'; '.join(broken)}; raise that limit or pick a smaller space"
+            )
 
 
 @dataclass

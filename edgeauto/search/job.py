@@ -18,7 +18,7 @@ from typing import Any
 from edgeauto.config import _positive
 from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.progress import NullReporter, Reporter
-from edgeauto.rundir import RunDir
+from edgeauto.rundir import RunDir, release
 from edgeauto.search.base import STRATEGIES, SearchProblem, SearchResult, Strategy, Trial
 from edgeauto.search.executors import Executor, InProcessExecutor, RayExecutor
 from edgeauto.search.objective import TrainObjective, cached_dataset
@@ -165,6 +165,14 @@ def run_search(job: SearchJob, reporter: Reporter | None = None) -> dict[str, An
     if job.resume and not Path(job.out).expanduser().is_dir():
         raise RunDirError(f"--resume {job.out}: no such directory; pass the --out of a search run")
     rd = RunDir(job.out)
+    rd.lock()  # one process per run directory: a second search there is refused
+    try:
+        return _run_locked(job, rd, reporter)
+    finally:
+        release(rd.root)
+
+
+def _run_locked(job: SearchJob, rd: RunDir, reporter: Reporter) -> dict[str, Any]:
     if job.resume:
         check_resume(load_spec(rd), job.spec(), rd.root)
     else:

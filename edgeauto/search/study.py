@@ -22,6 +22,7 @@ from typing import Any
 
 from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.fileio import write_text
+from edgeauto.killpoints import kill_point
 from edgeauto.rundir import RunDir
 from edgeauto.search.base import SearchResult, Strategy, Trial
 from edgeauto.search.executors import Executor, TrialJob, TrialOutcome
@@ -102,6 +103,7 @@ class TrialJournal:
 
     def append(self, trial: Trial) -> None:
         self.rd.append_jsonl(self.name, trial.to_json())
+        kill_point("trial")
 
     def load(self) -> dict[int, Trial]:
         """Recorded trials by number. A last line cut short (the process was killed while

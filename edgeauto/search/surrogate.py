@@ -20,13 +20,18 @@ from edgeauto.errors import ConfigError
 
 @dataclass(frozen=True)
 class SurrogateConfig:
-    """Ensemble size, MLP width and the full-batch training of each member."""
+    """Ensemble size, MLP width and the full-batch training of each member.
+
+    Narrow and decayed because SMBO fits on tens of archs: fitted on 20 of 60
+    proxy-trained fbnet-lite archs and ranking the other 40 (10 splits), hidden 16 (weight
+    decay 1e-2 to 1e-1) reached Spearman 0.42 against 0.32 for hidden 32 with 1e-3.
+    """
 
     members: int = 5
-    hidden: int = 32
+    hidden: int = 16
     steps: int = 300
     lr: float = 1e-2
-    weight_decay: float = 1e-3
+    weight_decay: float = 1e-2
 
     def __post_init__(self) -> None:
         for name in ("members", "hidden", "steps"):

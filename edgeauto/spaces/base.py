@@ -44,6 +44,11 @@ class Choice:
         """Parse ``'k3_e6'``, ``'k5_e1_g2'`` or ``'skip'``; else :class:`ConfigError`."""
         if name == "skip":
             return SKIP
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"block choice {name!r} is a {type(name).__name__}, not a name; write it as "
+                "'k<kernel>_e<expansion>' or 'skip'"
+            )
         try:
             parts = name.split("_")
             k, e, *g = parts
@@ -93,12 +98,23 @@ class Arch:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Arch:
         """Inverse of :meth:`to_json`; malformed input raises :class:`ConfigError`."""
+        if not isinstance(data, dict) or set(data) - {"widths", "layers", "resolution"}:
+            raise ConfigError(
+                f"arch JSON must be an object with 'widths', 'layers' and optionally "
+                f"'resolution', got {_short(data)}; fix the arch record"
+            )
         try:
-            widths = tuple(int(w) for w in data["widths"])
-            layers = tuple(tuple(Choice.parse(n) for n in st) for st in data["layers"])
-            resolution = int(data.get("resolution", 0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"arch JSON must have 'widths' and 'layers' lists: {exc}") from None
+            widths = tuple(_int_field(w, "widths") for w in _list_field(data, "widths"))
+            stages = _list_field(data, "layers")
+            layers = tuple(tuple(Choice.parse(n) for n in _list(st, "layers")) for st in stages)
+            resolution = _int_field(data.get("resolution", 0), "resolution")
+        except KeyError as exc:
+            raise ConfigError(f"arch JSON has no field {exc}; fix the arch record") from None
+        if len(widths) != len(layers):
+            raise ConfigError(
+                f"arch JSON has {len(widths)} 'widths' but {len(layers)} stages of 'layers'; "
+                "give one width per stage"
+            )
         return cls(widths, layers, resolution)
 
     def describe(self) -> str:
@@ -106,6 +122,31 @@ class Arch:
             f"{w}:[{','.join(c.name for c in st)}]" for w, st in zip(self.widths, self.layers)
         )
         return (f"r{self.resolution} " if self.resolution else "") + " ".join(stages)
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _list(value: object, name: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"arch JSON field {name!r} must be a list, got {_short(value)}")
+    return value
+
+
+def _list_field(data: dict[str, Any], name: str) -> list[Any]:
+    return _list(data[name], name)
+
+
+def _int_field(value: object, name: str) -> int:
+    """A non-negative JSON integer (not a bool, float or string): the round trip is exact."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"arch JSON field {name!r} must hold non-negative integers, got {_short(value)}; "
+            "fix the arch record"
+        )
+    return value
 
 
 class SearchSpace(abc.ABC):

@@ -108,30 +108,33 @@ class LayerwiseSpace(SearchSpace):
             h, w = -(-h // spec.stride), -(-w // spec.stride)
         return h, w
 
-    def _layer_key(self, stage: int, layer: int, cin: int, cout: int, c: Choice) -> OpKey:
+    def layer_key(self, stage: int, layer: int, cin: int, cout: int, c: Choice) -> OpKey:
+        """Key of layer ``layer`` of ``stage`` as ``c`` from ``cin`` to ``cout`` channels."""
         stride = self.config.stages[stage].stride if layer == 0 else 1
         h, w = self._hw_after(stage) if layer == 0 else self._hw_after(stage + 1)
         hidden = hidden_width(cin, c.expansion)
         res = stride == 1 and cin == cout
         return OpKey("mbconv", cin, hidden, cout, h, w, c.kernel, stride, res)
 
-    def _stem_key(self) -> OpKey:
+    def stem_key(self) -> OpKey:
+        """Key of the stem (fixed in this space)."""
         c, h, w = self.input_shape
         return OpKey("stem", c, 0, self.config.stem_width, h, w, 3, self.stem_stride)
 
-    def _head_key(self, cin: int) -> OpKey:
+    def head_key(self, cin: int) -> OpKey:
+        """Key of the pooling head on ``cin`` channels."""
         h, w = self._hw_after(len(self.config.stages))
         return OpKey("head", cin, 0, self.num_classes, h, w)
 
     def blocks(self, arch: Arch) -> list[OpKey]:
         self.validate(arch)
-        keys, cin = [self._stem_key()], self.config.stem_width
+        keys, cin = [self.stem_key()], self.config.stem_width
         for i, (width, layers) in enumerate(zip(arch.widths, arch.layers)):
             for j, choice in enumerate(layers):
                 if not choice.is_skip:
-                    keys.append(self._layer_key(i, j, cin if j == 0 else width, width, choice))
+                    keys.append(self.layer_key(i, j, cin if j == 0 else width, width, choice))
             cin = width
-        return [*keys, self._head_key(cin)]
+        return [*keys, self.head_key(cin)]
 
     def build(self, arch: Arch) -> Net:
         self.validate(arch)
@@ -147,17 +150,17 @@ class LayerwiseSpace(SearchSpace):
         return Net(stem, blocks, Head(cin, self.num_classes))
 
     def all_keys(self) -> set[OpKey]:
-        keys = {self._stem_key()}
+        keys = {self.stem_key()}
         prev_widths: tuple[int, ...] = (self.config.stem_width,)
         for i, spec in enumerate(self.config.stages):
             for w, c in itertools.product(spec.widths, self.layer_choices(i, 0)):
-                keys.update(self._layer_key(i, 0, p, w, c) for p in prev_widths)
+                keys.update(self.layer_key(i, 0, p, w, c) for p in prev_widths)
             for j in range(1, spec.layers):
                 for w, c in itertools.product(spec.widths, self.layer_choices(i, j)):
                     if not c.is_skip:
-                        keys.add(self._layer_key(i, j, w, w, c))
+                        keys.add(self.layer_key(i, j, w, w, c))
             prev_widths = spec.widths
-        return keys | {self._head_key(w) for w in prev_widths}
+        return keys | {self.head_key(w) for w in prev_widths}
 
     def cheapest(self, cost: Cost) -> Arch:
         best: tuple[float, Arch] | None = None
@@ -177,6 +180,6 @@ class LayerwiseSpace(SearchSpace):
 
     def _cheapest_choice(self, i: int, j: int, cin: int, w: int, cost: Cost) -> Choice:
         def c_of(c: Choice) -> float:
-            return 0.0 if c.is_skip else cost(self._layer_key(i, j, cin if j == 0 else w, w, c))
+            return 0.0 if c.is_skip else cost(self.layer_key(i, j, cin if j == 0 else w, w, c))
 
         return min(self.layer_choices(i, j), key=c_of)

@@ -1,0 +1,44 @@
+"""The deployable part of a run directory: what a board needs besides the model files.
+
+``labels.txt`` (one class name per line, in output order), ``preprocess.json`` (input shape,
+layouts, pixel scale, mean/std) and ``infer.py``, a standalone script that classifies an
+image with only numpy and ``ai-edge-litert`` or ``onnxruntime`` installed
+(:mod:`edgeauto.bundle.infer` is that file, copied as is).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeauto.data import Dataset
+from edgeauto.fileio import write_json, write_text
+
+INFER_SOURCE = Path(__file__).with_name("infer.py")
+
+
+def preprocess_doc(data: Dataset) -> dict[str, Any]:
+    """How a raw image becomes the model's input: ``(pixel / pixel_max - mean) / std``."""
+    c = data.input_shape[0]
+    return {
+        "input_shape_nchw": [1, *data.input_shape],
+        "pixel_max": data.pixel_max,
+        "mean": [0.0] * c,
+        "std": [1.0] * c,
+        "range": [0.0, 1.0],
+        "tflite_layout": "NHWC",
+        "onnx_layout": "NCHW",
+        "dtype": "float32",
+        "int8": "model_int8.tflite takes int8 input: q = round(x / scale + zero_point), "
+        "with scale and zero_point from its input tensor",
+    }
+
+
+def write_bundle(root: Path, data: Dataset) -> dict[str, Path]:
+    """Write labels.txt, preprocess.json and infer.py into ``root`` (atomically each)."""
+    files = {"labels": root / "labels.txt", "preprocess": root / "preprocess.json",
+             "infer": root / "infer.py"}  # fmt: skip
+    write_text(files["labels"], "\n".join(data.classes) + "\n")
+    write_json(files["preprocess"], preprocess_doc(data))
+    write_text(files["infer"], INFER_SOURCE.read_text())
+    return files

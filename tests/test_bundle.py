@@ -1,0 +1,143 @@
+"""The deployable bundle of a run: int8 beside float32, and infer.py in a clean venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeauto
+from edgeauto.runtimes import get_runtime
+
+LOCK = Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, micro_tables: Path) -> Path:
+    tables = tmp_path_factory.mktemp("bundle-tables")
+    shutil.copytree(micro_tables, tables, dirs_exist_ok=True)
+    out = tmp_path_factory.mktemp("bundle") / "run"
+    edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro", trials=1,
+                 epochs=6, tables=str(tables), out=str(out))  # fmt: skip
+    return out
+
+
+def _pgm(path: Path, pixels: np.ndarray, top: int) -> Path:
+    """A binary PGM (P5) of 2-D integer ``pixels`` with the given maxval."""
+    h, w = pixels.shape
+    path.write_bytes(f"P5\n{w} {h}\n{top}\n".encode() + pixels.astype(np.uint8).tobytes())
+    return path
+
+
+def test_bundle_files_and_manifest(run_dir: Path) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert {"onnx", "tflite", "tflite_int8", "labels", "preprocess", "infer"} <= set(m["artifacts"])
+    q = m["parity"]["litert_int8"]
+    assert q["samples"] == m["dataset"]["val"] and 0.9 <= q["agreement"] <= 1.0, q
+    assert m["latency"]["measured"]["litert_int8_ms"] > 0  # timed beside float32
+    pre = json.loads((run_dir / "preprocess.json").read_text())
+    assert pre["pixel_max"] == 16.0 and pre["mean"] == [0.0] and pre["std"] == [1.0]
+    report = (run_dir / "report.md").read_text()
+    assert "## int8" in report and "top-1 agreement with float32" in report
+
+
+def test_resume_keeps_the_int8_check(run_dir: Path, micro_tables: Path) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    tables = Path(m["table"]["path"]).parents[2]
+    again = edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
+                         trials=1, epochs=6, tables=str(tables), out=str(run_dir), resume=True)  # fmt: skip
+    assert again["parity"]["litert_int8"] == m["parity"]["litert_int8"]
+
+
+def _pin(name: str) -> str:
+    for line in LOCK.read_text().splitlines():
+        if line.lower().startswith(f"{name}=="):
+            return line.strip()
+    return name
+
+
+@pytest.fixture(scope="module")
+def clean_venvs(tmp_path_factory) -> dict[str, Path]:
+    """Two fresh venvs: numpy + ai-edge-litert, and numpy + onnxruntime; nothing else."""
+    root = tmp_path_factory.mktemp("venvs")
+    pythons = {}
+    for runtime in ("ai-edge-litert", "onnxruntime"):
+        venv = root / runtime
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        r = subprocess.run([*pip, _pin("numpy"), _pin(runtime)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot install {runtime} into a clean venv: {r.stderr[-300:]}")
+        pythons[runtime] = venv / "bin" / "python"
+    return pythons
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("runtime", "model"),
+    [("ai-edge-litert", "model.tflite"), ("ai-edge-litert", "model_int8.tflite"),
+     ("onnxruntime", "model.onnx")],
+)  # fmt: skip
+def test_infer_py_in_a_clean_venv(
+    run_dir: Path, clean_venvs: dict[str, Path], digits, tmp_path: Path, runtime: str, model: str
+) -> None:
+    python = clean_venvs[runtime]
+    probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0, "the clean venv must not have torch"
+    x = digits.x_val[:5]
+    session = get_runtime("onnxruntime").load(run_dir / "model.onnx", 1)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for i, xi in enumerate(x):
+        image = _pgm(tmp_path / f"{i}.pgm", np.round(xi[0].numpy() * 16), top=16)
+        r = subprocess.run(
+            [str(python), str(run_dir / "infer.py"), str(image), "--model", str(run_dir / model)],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = json.loads(r.stdout)
+        want = int(np.argmax(session.run(xi[None].numpy())))
+        assert out["model"] == model and len(out["top"]) == 3
+        assert out["top"][0]["label"] == str(want), (out, want)
+        assert 0 < sum(t["p"] for t in out["top"]) <= 1.001  # probabilities, not logits
+
+
+def test_infer_py_rejects_a_non_image(run_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "x.pgm"
+    bad.write_bytes(b"hello")
+    r = subprocess.run([sys.executable, str(run_dir / "infer.py"), str(bad)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "not a binary PGM/PPM" in r.stderr
+
+
+def test_report_html_is_self_contained_with_pareto_and_breakdown(run_dir: Path) -> None:
+    m = json.loads((run_dir / "manifest.json").read_text())
+    points = m["analysis"]["pareto"]
+    trials = [json.loads(x) for x in (run_dir / "trials.jsonl").read_text().splitlines()]
+    assert len(points) == len({json.dumps(t["arch"]) for t in trials if t["status"] == "ok"})
+    assert all(p["measured_ms"] and p["measured_ms"] > 0 for p in points)  # host: all timed
+    rows = m["analysis"]["breakdown"]
+    assert rows and all(r["measured_alone_ms"] > 0 for r in rows)
+    assert (run_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    page = (run_dir / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
+    assert 'src="pareto.png"' not in page  # inlined, not linked
+    assert "<table>" in page and "Per-block latency" in page and "int8" in page
+
+
+def test_markdown_subset_to_html(tmp_path: Path) -> None:
+    from edgeauto.report_html import markdown_to_html
+
+    page = markdown_to_html(
+        "# T <x>\n\n- a **b** `c`\n- d\n\n| h | i |\n|---|---:|\n| 1 | 2 |\n\n![p](none.png)\n",
+        tmp_path, "t",
+    )  # fmt: skip
+    assert "<h1>T &lt;x&gt;</h1>" in page
+    assert "<ul><li>a <b>b</b> <code>c</code></li><li>d</li></ul>" in page
+    assert "<table><tr><th>h</th><th>i</th></tr><tr><td>1</td><td>2</td></tr></table>" in page
+    assert "none.png missing" in page

@@ -1,0 +1,101 @@
+"""Budgets besides latency: parameters, model size and peak activations."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+import edgeauto
+from edgeauto.errors import BudgetInfeasible, ConfigError
+from edgeauto.latency.key import OpKey
+from edgeauto.limits import Footprint, Limits, estimate, key_activation_values
+from edgeauto.search import STRATEGIES, SearchProblem
+from edgeauto.spaces import get_space
+from edgeauto.testing.conformance import MacsLatency
+
+
+def _folded_params(model: nn.Module) -> int:
+    """Weights and biases as the runtime holds them: every BN folded into a conv bias."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            n += m.weight.numel() + (m.bias.numel() if m.bias is not None else 0)
+        elif isinstance(m, nn.BatchNorm2d):
+            n += m.num_features
+    return n
+
+
+@pytest.mark.parametrize(
+    ("space", "shape"), [("fbnet-lite", (1, 28, 28)), ("fbnet-micro", (1, 8, 8))]
+)
+def test_params_estimated_from_keys_match_the_built_model(space: str, shape) -> None:
+    s = get_space(space, shape, 10)
+    rng = random.Random(0)
+    for _ in range(6):
+        arch = s.sample(rng)
+        assert estimate(s.blocks(arch)).params == _folded_params(s.build(arch))
+
+
+def test_peak_activation_of_an_inverted_residual() -> None:
+    k = OpKey("mbconv", cin=8, hidden=48, cout=8, h=10, w=10, kernel=3, stride=1, residual=True)
+    # the depthwise step holds the kept input, the expanded map and the depthwise output
+    assert key_activation_values(k) == 8 * 100 + 48 * 100 + 48 * 100
+    assert estimate([k]).activation_bytes == 4 * (800 + 9600)
+
+
+def test_limits_validate_and_report_violations() -> None:
+    with pytest.raises(ConfigError, match=r"max_params must be > 0.*--max-params"):
+        Limits(max_params=0)
+    fp = Footprint(params=5000, size_bytes=40_000, activation_bytes=9_000)
+    assert Limits().violations(fp) == [] and not Limits().any
+    got = Limits(max_params=4000, max_size_kb=50, max_activation_kb=8).violations(fp)
+    assert got == ["parameters 5,000 > 4,000", "peak activations kB 9.0 > 8.0"]
+
+
+def _problem(limits: Limits | None) -> SearchProblem:
+    space = get_space("fbnet-lite", (1, 28, 28), 10)
+    return SearchProblem(space, MacsLatency(), 1e9, lambda a: 0.5, trials=8, seed=0, limits=limits)
+
+
+def test_search_keeps_to_a_parameter_limit() -> None:
+    free = STRATEGIES.get("random")(_problem(None)).search()
+    sizes = sorted(estimate(_problem(None).space.blocks(t.arch)).params for t in free.trials)
+    cap = sizes[len(sizes) // 2]  # half of what an unconstrained search tries is over it
+    problem = _problem(Limits(max_params=cap))
+    result = STRATEGIES.get("random")(problem).search()
+    assert len(result.trials) == 8
+    assert all(estimate(problem.space.blocks(t.arch)).params <= cap for t in result.trials)
+
+
+def test_a_limit_below_the_smallest_arch_is_infeasible() -> None:
+    with pytest.raises(BudgetInfeasible, match=r"smallest architecture .* parameters"):
+        _problem(Limits(max_params=100)).check_feasible()
+
+
+def test_run_records_the_footprint_against_its_limits(tmp_path: Path, micro_tables: Path) -> None:
+    tables = tmp_path / "tables"
+    shutil.copytree(micro_tables, tables)
+    m = edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
+                     trials=2, epochs=2, tables=str(tables), out=str(tmp_path / "run"),
+                     max_params=4000, max_activation_kb=64, int8=False)  # fmt: skip
+    b = m["budget"]
+    assert b["limits"] == {"max_params": 4000, "max_size_kb": None, "max_activation_kb": 64}
+    assert 0 < b["footprint"]["params"] <= 4000 and b["violations"] == []
+    assert b["footprint"]["size_bytes"] == (tmp_path / "run" / "model.tflite").stat().st_size
+    trials = [json.loads(x) for x in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    space = get_space("fbnet-micro", (1, 8, 8), 10)
+    for t in trials:
+        assert estimate(space.blocks(edgeauto.Arch.from_json(t["arch"]))).params <= 4000
+    assert "footprint:" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_cli_rejects_a_bad_limit(cli, tmp_path: Path) -> None:
+    from helpers import assert_one_line_error
+
+    r = cli("run", "--max-params", "-5", "--out", str(tmp_path / "x"))
+    assert_one_line_error(r, "ConfigError", "--max-params")
