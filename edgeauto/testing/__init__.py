@@ -11,5 +11,13 @@ from edgeauto.testing.conformance import (
     check_space,
     check_strategy,
 )
+from edgeauto.testing.sparse import check_sparse_method
 
-__all__ = ["check_criterion", "check_pruner", "check_runtime", "check_space", "check_strategy"]
+__all__ = [
+    "check_criterion",
+    "check_pruner",
+    "check_runtime",
+    "check_space",
+    "check_sparse_method",
+    "check_strategy",
+]

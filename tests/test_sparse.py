@@ -1,0 +1,123 @@
+"""Sparse training: every registered method passes the conformance suite; the pieces behave."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeauto.data import Dataset
+from edgeauto.errors import ConfigError, UnknownComponent
+from edgeauto.sparse import (
+    SPARSE_METHODS,
+    Masks,
+    SparseConfig,
+    erk_densities,
+    get_sparse_method,
+    list_sparse_methods,
+    random_masks,
+)
+from edgeauto.sparse.masks import keep_counts, keep_global
+from edgeauto.sparse.models import mlp, small_cnn
+from edgeauto.testing import check_sparse_method
+from edgeauto.train import TrainConfig, fit
+
+QUICK = SparseConfig(sparsity=0.9, epochs=2, batch_size=32, max_batches=6, rounds=2, delta_t=2)
+
+
+def test_sparse_methods_registered() -> None:
+    assert {"imp", "lottery", "snip", "rigl", "static"} <= set(list_sparse_methods())
+
+
+@pytest.mark.parametrize("name", SPARSE_METHODS.names())
+def test_sparse_method_conformance(name: str, digits: Dataset) -> None:
+    check_sparse_method(name, digits)
+
+
+def test_unknown_method_suggests() -> None:
+    with pytest.raises(UnknownComponent, match="did you mean 'rigl'"):
+        get_sparse_method("rigll", QUICK)
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="retrain must be finetune, lrr, slr, rewind"):
+        SparseConfig(retrain="cosine")
+    with pytest.raises(ConfigError, match=r"rewind_epoch must be in \[0, epochs=2\)"):
+        SparseConfig(epochs=2, rewind_epoch=2)
+    with pytest.raises(ConfigError, match="unknown field 'sparsty'"):
+        SparseConfig.from_json({"sparsty": 0.5})
+
+
+def test_erk_densities_meet_the_budget_and_cap_at_one() -> None:
+    shapes = {
+        "a": torch.Size([4, 1, 3, 3]),
+        "b": torch.Size([64, 32, 3, 3]),
+        "c": torch.Size([10, 64]),
+    }
+    d = erk_densities(shapes, 0.2)
+    numel = {k: math.prod(s) for k, s in shapes.items()}
+    assert d["a"] == 1.0 and 0 < d["b"] < d["c"] <= 1.0  # small layers denser
+    assert sum(d[k] * numel[k] for k in d) == pytest.approx(0.2 * sum(numel.values()))
+    counts = keep_counts(numel, d, 0.8)
+    assert sum(counts.values()) == sum(numel.values()) - round(0.8 * sum(numel.values()))
+    assert all(abs(counts[k] - d[k] * numel[k]) <= 1 for k in d)
+
+
+def test_keep_global_is_exact_with_ties() -> None:
+    scores = {"x": torch.zeros(7, 3), "y": torch.ones(5)}  # ties everywhere
+    masks = keep_global(scores, 0.5)
+    assert masks.zeros == round(0.5 * 26) and int(masks.masks["y"].sum()) == 5
+    assert keep_global(scores, 0.5) == masks
+
+
+@pytest.mark.parametrize("retrain", ["finetune", "lrr", "slr"])
+def test_imp_per_layer_hits_every_layer(retrain: str, digits: Dataset) -> None:
+    cfg = SparseConfig(**{**QUICK.to_json(), "scope": "layer", "retrain": retrain})
+    torch.manual_seed(0)
+    model = mlp(digits.input_shape, digits.num_classes, hidden=32)
+    result = get_sparse_method("imp", cfg).run(model, digits)
+    for k, m in result.masks.masks.items():
+        assert int((~m).sum()) == round(0.9 * m.numel()), k
+    assert [h["round"] for h in result.history] == [0, 1, 2]
+    assert result.history[1]["sparsity"] == pytest.approx(1 - math.sqrt(0.1), abs=0.01)
+
+
+def test_rigl_moves_weights_at_fixed_count_static_does_not(digits: Dataset) -> None:
+    torch.manual_seed(0)
+    model = small_cnn(digits.input_shape, digits.num_classes, width=8)
+    start = random_masks(model, QUICK.sparsity, "erk", QUICK.seed)
+    rigl = get_sparse_method("rigl", QUICK).run(model, digits)
+    assert sum(h["moved"] for h in rigl.history) > 0, "RigL never regrew a weight"
+    assert rigl.masks != start
+    for k, m in rigl.masks.masks.items():
+        assert int(m.sum()) == int(start.masks[k].sum()), f"{k}: RigL changed the layer's count"
+    torch.manual_seed(0)
+    model = small_cnn(digits.input_shape, digits.num_classes, width=8)
+    assert get_sparse_method("static", QUICK).run(model, digits).masks == start
+
+
+def test_fit_calls_on_step_every_step_with_gradients(digits: Dataset) -> None:
+    model = mlp(digits.input_shape, digits.num_classes, hidden=16)
+    seen: list[int] = []
+
+    def hook(step: int) -> None:
+        assert all(p.grad is not None for p in model.parameters())
+        seen.append(step)
+
+    fit(model, digits, TrainConfig(epochs=2, max_batches=3), 0, on_step=hook)
+    assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_masks_load_refuses_other_files_and_models(tmp_path: Path, digits: Dataset) -> None:
+    model = mlp(digits.input_shape, digits.num_classes, hidden=16)
+    other = mlp(digits.input_shape, digits.num_classes, hidden=8)
+    path = Masks.dense(model).save(tmp_path / "m.pt")
+    with pytest.raises(ConfigError, match="does not fit the model"):
+        Masks.load(path, other)
+    torch.save({"w": torch.zeros(3)}, tmp_path / "f.pt")
+    with pytest.raises(ConfigError, match="not a dict of bool tensors"):
+        Masks.load(tmp_path / "f.pt")
+    with pytest.raises(ConfigError, match="cannot read"):
+        Masks.load(tmp_path / "missing.pt")
