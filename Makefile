@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run test lint format bench bench-prune bench-smbo bench-dnas clean
+.PHONY: install install-nni run test lint format bench bench-prune bench-smbo bench-dnas bench-pipeline clean
 
 install: $(STAMP)
 
@@ -47,6 +47,9 @@ bench-smbo: install
 
 bench-dnas: install
 	$(PY) benchmarks/dnas.py --json runs/bench-dnas.json
+
+bench-pipeline: install
+	$(PY) benchmarks/pipeline.py --json runs/bench-pipeline.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -5,6 +5,7 @@ Exit codes: 0 ok, 2 bad input (any :class:`EdgeAutoError`), 3 measured latency o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import traceback
@@ -103,11 +104,13 @@ def _latency(value: str) -> float:
 @app.command()
 def run(
     device: Annotated[
-        str, typer.Option(help="Device profile name or path to a profile YAML.")
-    ] = "host",
+        list[str] | None,
+        typer.Option(help="Device profile name or YAML path; repeat for one model per device."),
+    ] = None,
     latency_ms: Annotated[
-        str, typer.Option("--latency-ms", help="Latency budget in ms (batch 1).")
-    ] = "0.5",
+        list[str] | None,
+        typer.Option("--latency-ms", help="Budget in ms (batch 1); one, or one per --device."),
+    ] = None,
     dataset: Annotated[
         str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")
     ] = "mnist5k",
@@ -116,6 +119,13 @@ def run(
     epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
     space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
     strategy: Annotated[str, typer.Option(help="Search strategy name.")] = "random",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="search-then-compress (search above the budget, prune onto it) "
+            "or joint (widths searched at the budget)."
+        ),
+    ] = "search-then-compress",
     criterion: Annotated[
         str,
         typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
@@ -156,17 +166,55 @@ def run(
     from edgeauto.progress import RichReporter
 
     try:
+        pairs = _device_budgets(device or ["host"], latency_ms or ["0.5"])
         cfg = RunConfig(
-            device=device, latency_ms=_latency(latency_ms), dataset=dataset, out=out_dir, seed=seed,
+            device=pairs[0][0], latency_ms=pairs[0][1], dataset=dataset, out=out_dir, seed=seed,
             epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
+            mode=mode,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
         )  # fmt: skip
+        if len(pairs) > 1:
+            return _run_per_device(cfg, pairs)
         manifest = run_pipeline(cfg, RichReporter())
     except EdgeAutoError as exc:
         _fail(exc)
     _finish(manifest, cfg.tolerance)
+
+
+def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, float]]:
+    """Pair each --device with its --latency-ms (one budget may serve every device)."""
+    if len(budgets) not in (1, len(devices)):
+        raise ConfigError(
+            f"got {len(devices)} --device and {len(budgets)} --latency-ms; give one budget for "
+            "all devices or one per device, in the same order"
+        )
+    if len(set(devices)) != len(devices):
+        raise ConfigError(f"--device names a device twice: {', '.join(devices)}; name each once")
+    values = [_latency(b) for b in budgets] * (len(devices) if len(budgets) == 1 else 1)
+    return list(zip(devices, values))
+
+
+def _run_per_device(cfg, pairs: list[tuple[str, float]]) -> None:
+    """One search-and-compress per device, each in ``<out>/<device>``; exit 3 if any is over."""
+    from edgeauto.devices.profile import load_profile
+    from edgeauto.pipeline import run as run_pipeline
+    from edgeauto.progress import RichReporter
+
+    names = [load_profile(d).name for d in (d for d, _ in pairs)]  # bad names fail before work
+    over = False
+    for (device, budget), name in zip(pairs, names):
+        out.print(f"[bold]== {name}: {budget:g} ms ==[/]")
+        sub = dataclasses.replace(
+            cfg, device=device, latency_ms=budget, out=str(Path(cfg.out) / name)
+        )
+        manifest = run_pipeline(sub, RichReporter())
+        _summary(manifest)
+        over = over or not manifest.within_budget
+    if over:
+        err.print("[bold red]over budget on at least one device[/] (see the summaries above)")
+        raise typer.Exit(3)
 
 
 def _finish(manifest, tolerance: float) -> None:
@@ -206,6 +254,15 @@ def compress(
         str, typer.Option(help="l1, l2, taylor, taylor2, hessian, ispasp or random.")
     ] = "l1",
     allocation: Annotated[str, typer.Option(help="netadapt or uniform.")] = "netadapt",
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static."
+        ),
+    ] = None,
+    sparsity: Annotated[
+        float, typer.Option(help="Fraction of weights at zero (with --method).")
+    ] = 0.9,
     int8: Annotated[
         bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
     ] = True,
@@ -230,6 +287,7 @@ def compress(
             seed=seed, epochs=epochs, finetune_epochs=finetune_epochs, criterion=criterion,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8, tolerance=tolerance,
             tables=tables, resume=resume, model=model, from_run=from_run, weights=weights,
+            sparse_method=method, sparsity=sparsity,
         )  # fmt: skip
         manifest = compress_model(cfg, RichReporter())
     except EdgeAutoError as exc:

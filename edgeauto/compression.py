@@ -33,6 +33,8 @@ from edgeauto.pipeline import Context, compress_and_verify, setup
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import RunDir, inside, release
 from edgeauto.spaces.base import Arch
+from edgeauto.sparse import SPARSE_METHODS
+from edgeauto.sparse.stage import sparse_and_verify
 
 
 def compress(
@@ -51,6 +53,8 @@ def compress(
             "or --from RUN_DIR"
         )
     PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)  # unknown names fail first
+    if cfg.sparse_method is not None:
+        SPARSE_METHODS.get(cfg.sparse_method)
     reporter = reporter or NullReporter()
     try:
         if cfg.from_run is not None:
@@ -79,7 +83,7 @@ def _from_run(cfg: RunConfig, run_dir: Path, reporter: Reporter) -> Manifest:
     ctx = setup(dataclasses.replace(cfg, space=space), reporter)
     model = ctx.space.build(arch)
     load_weights(model, Path(cfg.weights) if cfg.weights else _in_run(run_dir, ckpt))
-    return compress_and_verify(ctx, model, 0, arch=arch, source=f"run:{run_dir}")
+    return _finish(ctx, model, 0, arch=arch, source=f"run:{run_dir}")
 
 
 def _in_run(run_dir: Path, recorded: object) -> Path:
@@ -111,7 +115,17 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     cost = LayerLatency(timer, data.input_shape)
     rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, None, None, None, cost=cost, timer=timer)
-    return compress_and_verify(ctx, model, 0 if cfg.weights else cfg.epochs, source=spec)
+    return _finish(ctx, model, 0 if cfg.weights else cfg.epochs, source=spec)
+
+
+def _finish(
+    ctx: Context, model: nn.Module, epochs: int, arch: Arch | None = None, source: str | None = None
+) -> Manifest:
+    """Structured pruning to the budget, or with ``sparse_method`` unstructured sparse
+    training (which trains ``cfg.epochs`` from the given weights either way)."""
+    if ctx.cfg.sparse_method is not None:
+        return sparse_and_verify(ctx, model, arch=arch, source=source)
+    return compress_and_verify(ctx, model, epochs, arch=arch, source=source)
 
 
 def load_user_model(spec: str, data: Dataset) -> nn.Module:

@@ -17,12 +17,18 @@ def _positive(name: str, value: float, integer: bool = False) -> None:
         raise ConfigError(f"{name} must be {kind}, got {value!r}; fix --{name.replace('_', '-')}")
 
 
+MODES = ("search-then-compress", "joint")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one ``edgeauto run`` needs. Defaults are the ``make run`` job.
 
     ``search_headroom`` lets the search consider archs up to that factor over the budget;
-    compression then prunes the winner down to the budget, so both stages do work.
+    compression then prunes the winner down to the budget, so both stages do work. That is
+    ``mode="search-then-compress"``; ``mode="joint"`` searches at the budget itself, the
+    per-stage widths (the channel counts pruning would choose) being choices of the search,
+    and compression only corrects a model the device measures over budget.
     ``criterion`` ranks channels (``l1``, ``taylor2`` ...); ``allocation`` decides how many each
     layer loses (``netadapt``: latency-driven with depth pruning; ``uniform``: same share).
     ``scratch_baseline`` also trains the pruned architecture from scratch (Liu et al.).
@@ -55,6 +61,7 @@ class RunConfig:
     search_batches: int = 60
     finetune_epochs: int = 2
     search_headroom: float = 1.25
+    mode: str = "search-then-compress"
     tolerance: float = 0.10
     parity_samples: int = 32
     measure_runs: int = 200
@@ -64,6 +71,14 @@ class RunConfig:
     model: str | None = None
     from_run: str | None = None
     weights: str | None = None
+    # unstructured sparsity instead of structured pruning (edgeauto compress --method)
+    sparse_method: str | None = None
+    sparsity: float = 0.9
+
+    @property
+    def headroom(self) -> float:
+        """The factor over the budget the search may use: none when pruning is searched too."""
+        return 1.0 if self.mode == "joint" else self.search_headroom
 
     @property
     def limits(self) -> Limits:
@@ -83,6 +98,10 @@ class RunConfig:
             _positive(name, getattr(self, name), integer=True)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}; fix --seed")
+        if self.mode not in MODES:
+            raise ConfigError(
+                f"mode must be one of {', '.join(MODES)}, got {self.mode!r}; fix --mode"
+            )
         if self.search_headroom < 1.0:
             raise ConfigError(f"search_headroom must be >= 1.0, got {self.search_headroom}")
         if not 0.0 <= self.tolerance < 10.0:
@@ -91,6 +110,8 @@ class RunConfig:
             )
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if not (isinstance(self.sparsity, int | float) and 0.0 <= self.sparsity < 1.0):
+            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}; fix --sparsity")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

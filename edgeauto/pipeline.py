@@ -168,7 +168,7 @@ def search_stage(ctx: Context) -> Arch:
         return objective(arch, cfg.seed)["accuracy"]
 
     problem = SearchProblem(
-        ctx.space, ctx.predictor, cfg.latency_ms * cfg.search_headroom, evaluate,
+        ctx.space, ctx.predictor, cfg.latency_ms * cfg.headroom, evaluate,
         trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
         data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
     )  # fmt: skip

@@ -7,11 +7,13 @@ import pytest
 import edgeauto
 from edgeauto.errors import ConfigError, UnknownComponent
 from edgeauto.registry import Registry, suggest
+from edgeauto.sparse import SPARSE_METHODS
 from edgeauto.testing import (
     check_criterion,
     check_pruner,
     check_runtime,
     check_space,
+    check_sparse_method,
     check_strategy,
 )
 
@@ -56,6 +58,11 @@ def test_criterion_conformance(name: str) -> None:
 @pytest.mark.parametrize("name", edgeauto.list_runtimes())
 def test_runtime_conformance(name: str) -> None:
     check_runtime(name)
+
+
+@pytest.mark.parametrize("name", SPARSE_METHODS.names())
+def test_sparse_method_conformance(name: str, digits) -> None:
+    check_sparse_method(name, digits)
 
 
 def test_registry_rejects_duplicates() -> None:

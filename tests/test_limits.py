@@ -99,3 +99,23 @@ def test_cli_rejects_a_bad_limit(cli, tmp_path: Path) -> None:
 
     r = cli("run", "--max-params", "-5", "--out", str(tmp_path / "x"))
     assert_one_line_error(r, "ConfigError", "--max-params")
+
+
+@pytest.mark.slow
+def test_modes(tmp_path: Path, micro_tables: Path, micro_table) -> None:
+    from edgeauto.config import RunConfig
+
+    assert RunConfig().headroom == 1.25 and RunConfig(mode="joint").headroom == 1.0
+    with pytest.raises(ConfigError, match="mode must be one of search-then-compress, joint"):
+        RunConfig(mode="both")
+    space = get_space("fbnet-micro", (1, 8, 8), 10)
+    rng = random.Random(0)
+    costs = sorted(micro_table.predict_keys(space.blocks(space.sample(rng))) for _ in range(40))
+    budget = costs[len(costs) // 2]  # half the space is over it
+    tables = tmp_path / "tables"
+    shutil.copytree(micro_tables, tables)
+    edgeauto.run(device="host", latency_ms=budget, dataset="digits", space="fbnet-micro",
+                 trials=4, epochs=1, tables=str(tables), out=str(tmp_path / "run"), mode="joint",
+                 int8=False, tolerance=5.0)  # fmt: skip
+    trials = [json.loads(x) for x in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 4 and all(t["predicted_ms"] <= budget for t in trials)

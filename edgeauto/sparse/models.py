@@ -1,0 +1,25 @@
+"""Two small reference models for sparse training tests and ``benchmarks/sparse.py``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int, width: int = 16) -> nn.Module:
+    """conv3x3 - conv3x3 (stride 2) - conv1x1 (each + BN + ReLU) - global pool - linear."""
+    c = input_shape[0]
+    return nn.Sequential(
+        nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.Conv2d(2 * width, 4 * width, 1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
+    )  # fmt: skip
+
+
+def mlp(input_shape: tuple[int, int, int], num_classes: int, hidden: int = 256) -> nn.Module:
+    """flatten - linear - ReLU - linear - ReLU - linear."""
+    n = input_shape[0] * input_shape[1] * input_shape[2]
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(n, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2), nn.ReLU(),
+        nn.Linear(hidden // 2, num_classes),
+    )  # fmt: skip

@@ -1,0 +1,116 @@
+"""``edgeauto compress --method NAME --sparsity S``: unstructured sparse training in place of
+structured pruning, then the same export, parity, measurement and manifest as ``compress``.
+
+The dense ``model.tflite`` is what ships and is verified against the budget. A second file,
+``model_sparse.tflite``, stores the pruned tensors in TFLite's sparse format; it is checked
+for parity and timed beside the dense one, and the manifest says whether sparsity bought any
+latency (on XNNPACK hosts it buys size, not speed: LiteRT densifies the weights at load).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeauto.bundle import write_bundle
+from edgeauto.compress import PruningPlan
+from edgeauto.export.parity import check_parity
+from edgeauto.export.tflite import export_tflite
+from edgeauto.fileio import atomic_path
+from edgeauto.manifest import Manifest
+from edgeauto.pipeline import (
+    Context,
+    analysis_stage,
+    build_manifest,
+    export_stage,
+    footprint,
+    measure_stage,
+)
+from edgeauto.report import write_report
+from edgeauto.runtimes import get_runtime
+from edgeauto.spaces.base import Arch
+from edgeauto.sparse.base import SparseConfig, get_sparse_method
+from edgeauto.sparse.masks import Masks
+from edgeauto.train import accuracy
+
+CHECKPOINT, MASKS = "checkpoints/finetune.pt", "checkpoints/masks.pt"
+
+
+def sparse_config(ctx: Context) -> SparseConfig:
+    """The run's sparse training settings: ``epochs`` of training, IMP retrains with
+    ``finetune_epochs`` per round (at least 1)."""
+    cfg = ctx.cfg
+    return SparseConfig(sparsity=cfg.sparsity, epochs=cfg.epochs, seed=cfg.seed,
+                        retrain_epochs=max(1, cfg.finetune_epochs),
+                        rewind_epoch=min(1, cfg.epochs - 1))  # fmt: skip
+
+
+def sparse_stage(ctx: Context, model: nn.Module) -> dict[str, Any]:
+    """Train ``model`` sparse in place (or reload it on resume); the method's record."""
+    if (done := ctx.resumed("sparse")) and ctx.rd.path(CHECKPOINT).exists():
+        model.load_state_dict(torch.load(ctx.rd.path(CHECKPOINT), weights_only=True))
+        Masks.load(ctx.rd.path(MASKS), model).apply(model)
+        return done
+    method = get_sparse_method(str(ctx.cfg.sparse_method), sparse_config(ctx))
+    with ctx.reporter.task(f"sparse training ({method.name}, {ctx.cfg.sparsity:.0%})", 1) as task:
+        result = method.run(model, ctx.data)
+        task.update(1, 1)
+    result.masks.save(ctx.rd.path(MASKS))
+    with atomic_path(ctx.rd.path(CHECKPOINT)) as tmp:
+        torch.save(model.state_dict(), tmp)
+    record = result.to_json() | {"accuracy": accuracy(model, ctx.data.x_val, ctx.data.y_val)}
+    ctx.rd.record("sparse", record)
+    return record
+
+
+def sparse_artifact(ctx: Context, model: nn.Module, dense_ms: float | None) -> dict[str, Any]:
+    """``model_sparse.tflite``: parity-checked, timed with LiteRT, compared with the dense."""
+    litert = get_runtime("litert")
+    path = export_tflite(ctx.rd.path("model.onnx"), ctx.rd.path("model_sparse.tflite"), sparse=True)
+    parity = check_parity(model, litert, path, ctx.data.x_val[: ctx.cfg.parity_samples])
+    runs = ctx.cfg.measure_runs
+    dense = litert.measure(ctx.rd.path("model.tflite"), ctx.profile.threads, runs, runs // 10)
+    sparse = litert.measure(path, ctx.profile.threads, runs, runs // 10)
+    ratio = sparse.median_ms / dense.median_ms
+    # LiteRT densifies sparse weights at load, so within 10% is timing noise, not sparsity
+    note = (f"sparse file timed {ratio:.2f}x the dense one" if ratio < 0.9 else
+            f"no latency gain ({ratio:.2f}x): LiteRT densifies sparse weights at load; "
+            "the sparse file only saves size")  # fmt: skip
+    return {"path": str(path), "size_bytes": path.stat().st_size,
+            "dense_size_bytes": ctx.rd.path("model.tflite").stat().st_size,
+            "litert_ms": sparse.median_ms, "dense_litert_ms": dense.median_ms,
+            "device_dense_ms": dense_ms, "parity": dataclasses.asdict(parity), "note": note}  # fmt: skip
+
+
+def sparse_and_verify(
+    ctx: Context, model: nn.Module, arch: Arch | None = None, source: str | None = None
+) -> Manifest:
+    """Sparse training, export, verification, manifest and report (``compress --method``)."""
+    record = sparse_stage(ctx, model)
+    acc = float(record["accuracy"])
+    artifacts, parity = export_stage(ctx, model)
+    stats = measure_stage(ctx, model, artifacts)
+    files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"],
+             **write_bundle(ctx.rd.root, ctx.data), "checkpoint": ctx.rd.path(CHECKPOINT),
+             "masks": ctx.rd.path(MASKS)}  # fmt: skip
+    if "litert_int8" in artifacts:
+        files["tflite_int8"] = artifacts["litert_int8"]
+    litert = stats.get("litert")
+    export = sparse_artifact(ctx, model, litert.median_ms if litert else None)
+    files["tflite_sparse"] = ctx.rd.path("model_sparse.tflite")
+    plan = PruningPlan(str(ctx.cfg.sparse_method), ctx.cfg.latency_ms, "none", status="skipped",
+                       message="unstructured sparsity: structured pruning skipped")  # fmt: skip
+    results = {
+        "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
+        "files": files, "search": None, "accuracy": {"val": acc, "val_before_pruning": acc},  # no structured pruning ran
+        "predicted_ms": ctx.latency_of(model), "analysis": analysis_stage(ctx, model),
+        "footprint": footprint(ctx, model, artifacts["litert"]),
+    }  # fmt: skip
+    manifest = build_manifest(ctx, results)
+    manifest.data["sparsity"] = {**record, "export": export}
+    ctx.rd.write_json("manifest.json", manifest.data)
+    write_report(ctx.rd.path("report.md"), manifest)
+    return manifest
