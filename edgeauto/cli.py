@@ -18,6 +18,8 @@ from rich.table import Table
 from typer._click import exceptions as click  # typer vendors click: its errors live here
 from typer.core import TyperGroup
 
+from edgeauto.cli_analyze import analyze_app
+from edgeauto.cli_linearize import linearize_command
 from edgeauto.cli_lut import lut_app
 from edgeauto.cli_search import search_command
 from edgeauto.errors import ConfigError, EdgeAutoError
@@ -58,7 +60,9 @@ app = typer.Typer(
 devices_app = typer.Typer(help="List and show device profiles.", invoke_without_command=True)
 app.add_typer(devices_app, name="devices")
 app.add_typer(lut_app, name="lut")
+app.add_typer(analyze_app, name="analyze")
 app.command("search")(search_command)
+app.command("linearize")(linearize_command)
 out = Console()
 err = Console(stderr=True)
 

@@ -140,6 +140,11 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     # unknown names fail fast, before any data is loaded or block measured
     STRATEGIES.get(cfg.strategy), PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)
     profile = load_profile(cfg.device)
+    if profile.cost_model != "latency":  # no latency budget means anything there
+        raise ConfigError(
+            f"device {profile.name} is costed by ReLU count, not latency; use edgeauto "
+            f"linearize --device {profile.name} --relu-budget N --model module:function"
+        )
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
     data = load_dataset(cfg.dataset, seed=cfg.seed)

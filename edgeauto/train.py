@@ -66,7 +66,8 @@ def fit(
 
     With ``checkpoint``, training continues from its last saved epoch and saves after each.
     ``on_step(step)`` runs after every optimizer step, while the step's gradients are still
-    in ``.grad`` (sparse training re-applies its masks there and reads dense gradients).
+    in ``.grad`` (sparse training re-applies its masks there and reads dense gradients);
+    it may grow parameters in place (``param.data = bigger``), the optimizer state follows.
     ``schedule(opt, total_steps)`` replaces the one-cycle learning-rate schedule.
     """
     gen = torch.Generator().manual_seed(seed)
@@ -94,6 +95,7 @@ def fit(
             step += 1
             if on_step:
                 on_step(step)
+                _match_state_shapes(opt)
             if progress:
                 progress(step, total)
         if checkpoint:
@@ -101,6 +103,18 @@ def fit(
             state |= {"sched": sched.state_dict(), "gen": gen.get_state(), "epoch": epoch + 1}
             checkpoint.save(state)
     return model.train(False)
+
+
+def _match_state_shapes(opt: torch.optim.Optimizer) -> None:
+    """Pad the optimizer's per-parameter tensors to parameters ``on_step`` grew in place
+    (:mod:`edgeauto.grow`): old entries keep their moments, grown ones start at zero, as a
+    fresh optimizer would start them."""
+    for param, state in opt.state.items():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.ndim and value.shape != param.shape:
+                padded = torch.zeros_like(param.data)
+                padded[tuple(slice(0, n) for n in value.shape)] = value
+                state[key] = padded
 
 
 def _restore(

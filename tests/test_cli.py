@@ -17,7 +17,10 @@ from helpers import MICRO, assert_one_line_error, micro_table_path
 from edgeauto.devices.profile import list_profiles, load_profile, profiles_dir
 from edgeauto.latency.table import LatencyTable
 
-SIX = ["host", "jetson-orin-nano", "pixel-7", "raspberry-pi-4", "raspberry-pi-5", "samsung-note10"]
+SHIPPED = [
+    "host", "jetson-orin-nano", "pi-relu", "pixel-7", "raspberry-pi-4", "raspberry-pi-5",
+    "samsung-note10",
+]  # fmt: skip
 
 
 def run_args(out: Path, *extra: str, tables: Path | None = None) -> list[str]:
@@ -38,9 +41,9 @@ def test_devices_lists_all_profiles(cli, micro_tables: Path, monkeypatch) -> Non
     rows = {}
     for line in result.stdout.splitlines():
         cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if len(cells) == 5 and cells[0] in SIX:
+        if len(cells) == 5 and cells[0] in SHIPPED:
             rows[cells[0]] = cells
-    assert sorted(rows) == SIX == list_profiles()
+    assert sorted(rows) == SHIPPED == list_profiles()
     assert rows["host"][1:] == ["litert", str(load_profile("host").threads), "local", "yes"]
     assert rows["raspberry-pi-4"][1:] == ["litert", "4", "ssh", "no"]
     assert rows["jetson-orin-nano"][1] == "onnxruntime"

@@ -178,6 +178,8 @@ class DeviceProfile(BaseModel):
         threads: Number of runtime threads.
         connection: How to reach the device.
         channel_multiple: Pruned widths stay multiples of this (default by ISA).
+        cost_model: ``latency`` (measured tables) or ``relu-count`` (private inference).
+        flop_weight: ``relu-count`` only: ReLU-equivalents charged per multiply-accumulate.
         source: The YAML file the profile was loaded from, if any.
     """
 
@@ -195,6 +197,11 @@ class DeviceProfile(BaseModel):
     # pruned to multiples of 16 ran 0.94-0.99x the speedup its FLOPs promise, to multiples of
     # 4 or 8 only 0.83-0.92x. ``None``: 16 on x86, 8 elsewhere (NEON tiles are 8 wide).
     channel_multiple: int | None = Field(default=None, ge=1, le=256)
+    # ``relu-count``: private inference (two-party), where each ReLU is a garbled circuit and
+    # dominates latency; a model costs its ReLUs + ``flop_weight`` x its MACs
+    # (:func:`edgeauto.linearize.snl.relu_cost`), not a latency table's milliseconds.
+    cost_model: Literal["latency", "relu-count"] = "latency"
+    flop_weight: float = Field(default=0.0, ge=0)
     source: Path | None = None
 
     @property

@@ -490,7 +490,11 @@ class DNAS(Strategy):
             if arch not in seen and self.problem.fits(arch):
                 return arch
         arch = self.mutate_feasible(self.asked[0])
-        return arch if arch not in seen else self.sample_feasible()
+        for _ in range(200):  # the learned distribution is peaked: fall back to the space
+            if arch not in seen:
+                return arch
+            arch = self.sample_feasible()
+        return arch  # a space with fewer feasible archs than trials: a repeat is all there is
 
     def weights_for(self, arch: Arch) -> dict[str, torch.Tensor]:
         """Supernet weights for ``space.build(arch)`` (the "inherit" option of training)."""

@@ -1,0 +1,139 @@
+"""Growth, training-free indicators and ReLU linearization on MNIST-5k (issue 10, part 1).
+
+    python benchmarks/growth.py [--json PATH] [--quick] [--seeds 3] [--archs 50]
+
+- ``gradmax``: an MLP (784 -> 8 hidden -> 10) grown by 8 hidden units every 40 steps up to 64
+  with each init of :data:`edgeauto.grow.GROWTH_INITS`, same seeds and batches. Reports final
+  validation accuracy (``*_acc``), the norm of the new outgoing weights' gradient right after
+  the first growth on held-out data (``*_grad``) and the training loss on 1,000 training
+  images 10 steps after each growth, averaged over growths (``*_loss_after``).
+- ``noisy``: ``null`` (NOISY is a later session).
+- ``teg_spearman``: Spearman of the combined TEG rank (NTK condition, linear regions, GSNR;
+  :mod:`edgeauto.search.teg`) with proxy-trained accuracy (1 epoch x 60 batches) over
+  ``--archs`` random archs of ``fbnet-lite``; ``teg`` holds each indicator's Spearman.
+- ``snl``: a 3-conv CNN (2,864 ReLUs at 28x28) trained 3 epochs, then SNL to three ReLU
+  budgets vs whole ReLU layers replaced by identities to the same budget, each fine-tuned
+  the same epochs (``relus`` / ``baseline_relus``: what each kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from edgeauto.data import Dataset, load_dataset
+from edgeauto.grow import GROWTH_INITS, Grower, GrowthSchedule
+from edgeauto.grow.gradmax import find_pair, new_weight_grad_norm
+from edgeauto.linearize import SNLConfig, count_relus, drop_relu_layers, linearize
+from edgeauto.search.teg import analyze_zero_cost
+from edgeauto.spaces import get_space
+from edgeauto.train import TrainConfig, accuracy, fit
+
+
+def _mlp(hidden: int = 8) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+
+class _Probe:
+    """Wraps a :class:`Grower`: gradient norm at the first growth, loss 10 steps after each."""
+
+    def __init__(self, grower: Grower, data: Dataset) -> None:
+        self.grower, self.data = grower, data
+        self.grad: float | None = None
+        self.losses: list[float] = []
+
+    def __call__(self, step: int) -> None:
+        before = len(self.grower.events)
+        self.grower(step)
+        model, k = self.grower.model, self.grower.schedule.units
+        if self.grad is None and len(self.grower.events) > before:
+            pair = find_pair(model, self.grower.schedule.layer)
+            x, y = self.data.x_val[:1000], self.data.y_val[:1000]
+            self.grad = new_weight_grad_norm(model, pair, k, x, y)
+        if any(step == s + 10 for s, _, _ in self.grower.events):
+            with torch.no_grad():
+                x, y = self.data.x_train[:1000], self.data.y_train[:1000]
+                self.losses.append(float(F.cross_entropy(model(x), y)))
+
+
+def gradmax_rows(data: Dataset, seeds: int, epochs: int) -> dict[str, float]:
+    out: dict[str, list[float]] = {}
+    for init in GROWTH_INITS.names():
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            model = _mlp()
+            schedule = GrowthSchedule(layer="1", every=40, units=8, max_units=56, init=init)
+            probe = _Probe(Grower(model, schedule, data.x_train, data.y_train, seed=seed), data)
+            fit(model, data, TrainConfig(epochs=epochs), seed=seed, on_step=probe)
+            out.setdefault(f"{init}_acc", []).append(accuracy(model, data.x_val, data.y_val))
+            out.setdefault(f"{init}_grad", []).append(probe.grad or 0.0)
+            out.setdefault(f"{init}_loss_after", []).append(statistics.mean(probe.losses))
+        print(f"  gradmax {init}: acc {statistics.mean(out[f'{init}_acc']):.4f}", flush=True)
+    return {k: statistics.mean(v) for k, v in out.items()}
+
+
+def _cnn() -> nn.Module:
+    def conv(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, 2, 1), nn.ReLU()]
+
+    return nn.Sequential(*conv(1, 8), *conv(8, 16), *conv(16, 32), nn.Flatten(), nn.Linear(512, 10))
+
+
+def snl_rows(data: Dataset, budgets: tuple[int, ...], finetune: int) -> list[dict[str, Any]]:
+    torch.manual_seed(0)
+    trained = fit(_cnn(), data, TrainConfig(epochs=3), seed=0)
+    base = accuracy(trained, data.x_val, data.y_val)
+    total = count_relus(trained, data.input_shape)
+    print(f"  snl: trained CNN {base:.4f} with {total} ReLUs", flush=True)
+    rows = []
+    cfg = SNLConfig(finetune_epochs=finetune)
+    for budget in budgets:
+        snl = linearize(copy.deepcopy(trained), data, budget, cfg)
+        drop = drop_relu_layers(copy.deepcopy(trained), data, budget, cfg)
+        rows.append({
+            "relu_budget": budget, "acc": snl.accuracy, "baseline_acc": drop.accuracy,
+            "relus": snl.relus_after, "baseline_relus": drop.relus_after,
+            "mask_epochs": snl.mask_epochs, "trained_acc": base, "relus_before": total,
+        })  # fmt: skip
+        print(f"  snl {budget}: {snl.accuracy:.4f} ({snl.relus_after}) vs drop "
+              f"{drop.accuracy:.4f} ({drop.relus_after})", flush=True)  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--quick", action="store_true", help="1 seed, 12 archs, short training")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--archs", type=int, default=50)
+    args = ap.parse_args(argv)
+    seeds, archs = (1, 12) if args.quick else (args.seeds, args.archs)
+    data = load_dataset("mnist5k", seed=0)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"dataset": "mnist5k", "quick": args.quick, "noisy": None}
+    result["gradmax"] = gradmax_rows(data, seeds, 2 if args.quick else 4)
+    result["snl"] = snl_rows(data, (1500, 800, 300), 2 if args.quick else 3)
+    space = get_space("fbnet-lite", data.input_shape, data.num_classes)
+    batches = 30 if args.quick else 60
+    teg = analyze_zero_cost(space, data, archs, 0, TrainConfig(epochs=1, max_batches=batches))
+    result["teg"] = teg["spearman"] | {"archs": archs, "batches": batches}
+    result["teg_spearman"] = teg["spearman"]["combined"]
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps({k: v for k, v in result.items()}, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
