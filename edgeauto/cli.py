@@ -206,7 +206,7 @@ def _run_per_device(cfg, pairs: list[tuple[str, float]]) -> None:
     from edgeauto.pipeline import run as run_pipeline
     from edgeauto.progress import RichReporter
 
-    names = [load_profile(d).name for d in (d for d, _ in pairs)]  # bad names fail before work
+    names = [load_profile(device).name for device, _ in pairs]  # bad names fail before work
     over = False
     for (device, budget), name in zip(pairs, names):
         out.print(f"[bold]== {name}: {budget:g} ms ==[/]")

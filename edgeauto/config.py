@@ -86,7 +86,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _positive("latency_ms", self.latency_ms)
-        self.limits  # noqa: B018  (validates the limits: a bad one is a ConfigError now)
+        Limits(self.max_params, self.max_size_kb, self.max_activation_kb)  # validates each
         for name in (
             "epochs",
             "trials",

@@ -543,7 +543,7 @@ def _table_json(ctx: Context) -> dict[str, Any]:
 
 def footprint(ctx: Context, model: nn.Module, tflite: Path) -> Footprint:
     """Parameters (BN folded, as exported), the float32 .tflite file's size, and the peak
-    activation estimate from the block keys (None-free: 0 for a model without keys)."""
+    activation estimate from the block keys (0 for a user's model, which has no keys)."""
     keys = list(model.op_keys(ctx.data.input_shape[1:])) if hasattr(model, "op_keys") else []
     est = estimate(keys)
     params = est.params if keys else sum(p.numel() for p in model.parameters())
