@@ -2,9 +2,11 @@
 
 Each is checked twice: on candidate archs during search (estimated from the block keys, so
 no model is built), and on the final model (parameters counted, the ``.tflite`` file's real
-size, peak activations estimated from the graph). LiteRT does not report its arena size
-through the Python API, so peak activation memory is an estimate everywhere: the largest
-set of tensors alive at once inside one block, as TFLite's arena planner must hold them.
+size, peak activations measured). LiteRT does not report its arena size through the Python
+API, so during search peak activation memory is an estimate (the largest set of tensors
+alive at once inside one block, as TFLite's arena planner must hold them); the final model's
+peak is measured through ONNX Runtime (:mod:`edgeauto.export.memory`) and that figure is
+the one checked against ``--max-activation-kb``.
 """
 
 from __future__ import annotations
@@ -41,16 +43,20 @@ class Limits:
 
     def violations(self, fp: Footprint) -> list[str]:
         """One phrase per exceeded limit (empty when ``fp`` fits)."""
+        peak = fp.peak_activation_bytes
         checks = [
             (self.max_params, fp.params, "parameters", "{:,.0f}"),
             (self.max_size_kb, fp.size_bytes / 1000, "model size kB", "{:.1f}"),
-            (self.max_activation_kb, fp.activation_bytes / 1000, "peak activations kB", "{:.1f}"),
-        ]
-        return [
-            f"{what} {fmt.format(value)} > {fmt.format(limit)}"
-            for limit, value, what, fmt in checks
-            if limit is not None and value > limit
-        ]
+            (self.max_activation_kb, None if peak is None else peak / 1000,
+             "peak activations kB", "{:.1f}"),
+        ]  # fmt: skip
+        out = []
+        for limit, value, what, fmt in checks:
+            if limit is not None and value is None:  # unknown never passes a limit silently
+                out.append(f"{what} unknown (no estimate and no measurement)")
+            elif limit is not None and value is not None and value > limit:
+                out.append(f"{what} {fmt.format(value)} > {fmt.format(limit)}")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,11 +64,24 @@ class Limits:
 
 @dataclass(frozen=True)
 class Footprint:
-    """Parameters, model file bytes and peak activation bytes of one model."""
+    """Parameters, model file bytes and peak activation bytes of one model.
+
+    ``activation_bytes`` is the block-level estimate (``None`` for a model without block
+    keys, e.g. a user's own); ``measured_activation_bytes`` the runtime's figure, when the
+    model was run. The measurement wins where both exist.
+    """
 
     params: int
     size_bytes: int
-    activation_bytes: int
+    activation_bytes: int | None
+    measured_activation_bytes: int | None = None
+
+    @property
+    def peak_activation_bytes(self) -> int | None:
+        """The figure limits are checked against: measured when available, else estimated."""
+        if self.measured_activation_bytes is not None:
+            return self.measured_activation_bytes
+        return self.activation_bytes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

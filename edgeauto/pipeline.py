@@ -27,6 +27,7 @@ from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.devices.roofline import warn_below_floor
 from edgeauto.errors import ConfigError, RunDirError, RunnerError, TableMiss
+from edgeauto.export.memory import measure_peak_activations
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
 from edgeauto.fileio import atomic_path, sha256_file
@@ -541,13 +542,17 @@ def _table_json(ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def footprint(ctx: Context, model: nn.Module, tflite: Path) -> Footprint:
-    """Parameters (BN folded, as exported), the float32 .tflite file's size, and the peak
-    activation estimate from the block keys (0 for a user's model, which has no keys)."""
+def footprint(ctx: Context, model: nn.Module, artifacts: dict[str, Path]) -> Footprint:
+    """Parameters (BN folded, as exported), the float32 .tflite file's size, the peak
+    activation estimate from the block keys (unknown for a user's model, which has no keys)
+    and the peak measured through ONNX Runtime."""
     keys = list(model.op_keys(ctx.data.input_shape[1:])) if hasattr(model, "op_keys") else []
     est = estimate(keys)
     params = est.params if keys else sum(p.numel() for p in model.parameters())
-    return Footprint(params, tflite.stat().st_size, est.activation_bytes)
+    measured = measure_peak_activations(artifacts["onnxruntime"])
+    return Footprint(
+        params, artifacts["litert"].stat().st_size, est.activation_bytes if keys else None, measured
+    )
 
 
 def _limits_json(ctx: Context, results: dict[str, Any]) -> dict[str, Any]:
@@ -655,7 +660,7 @@ def compress_and_verify(
         "accuracy": {"val": acc, "val_before_pruning": acc_trained, "val_scratch": scratch},
         "predicted_ms": ctx.latency_of(model),
         "analysis": analysis_stage(ctx, model),
-        "footprint": footprint(ctx, model, artifacts["litert"]),
+        "footprint": footprint(ctx, model, artifacts),
     }  # fmt: skip
     manifest = build_manifest(ctx, results)
     kill_point("manifest")

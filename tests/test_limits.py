@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import edgeauto
@@ -57,6 +58,53 @@ def test_limits_validate_and_report_violations() -> None:
     assert got == ["parameters 5,000 > 4,000", "peak activations kB 9.0 > 8.0"]
 
 
+def test_unknown_activation_never_passes_a_limit() -> None:
+    fp = Footprint(params=10, size_bytes=10, activation_bytes=None)
+    assert Limits(max_activation_kb=1).violations(fp) == [
+        "peak activations kB unknown (no estimate and no measurement)"
+    ]
+    measured = Footprint(10, 10, activation_bytes=None, measured_activation_bytes=500)
+    assert Limits(max_activation_kb=1).violations(measured) == []
+    over = Footprint(10, 10, activation_bytes=100, measured_activation_bytes=2_000)
+    assert Limits(max_activation_kb=1).violations(over) == ["peak activations kB 2.0 > 1.0"]
+
+
+class _Residual(nn.Module):
+    """stem, then an inverted residual whose add ONNX Runtime folds into the last conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.expand = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 32, 1)
+        self.dw, self.project = nn.Conv2d(32, 32, 3, padding=1, groups=32), nn.Conv2d(32, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.project(torch.relu(self.dw(torch.relu(self.expand(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_measured_peak_activations_of_a_residual_block(tmp_path: Path) -> None:
+    from edgeauto.export.memory import measure_peak_activations
+    from edgeauto.export.onnx import export_onnx
+
+    path = export_onnx(_Residual().train(False), (1, 28, 28), tmp_path / "r.onnx")
+    # at the depthwise conv: the kept block input, the expanded map and the depthwise output
+    assert measure_peak_activations(path) == 4 * (8 + 32 + 32) * 28 * 28
+
+
+def test_liveness_walk_keeps_a_tensor_until_its_last_reader() -> None:
+    from edgeauto.export.memory import ExecutedNode, peak_alive_bytes
+
+    nodes = [
+        ExecutedNode("a", ("x",), ("t1",), (10,)),
+        ExecutedNode("b", ("t1",), ("t2",), (20,)),
+        ExecutedNode("c", ("t2", "x"), ("y",), (1,)),  # x is read again: alive throughout
+    ]
+    assert peak_alive_bytes(nodes, {"x": 5}, {"y"}) == 5 + 10 + 20
+    assert peak_alive_bytes([], {"x": 5}, set()) == 5
+
+
 def _problem(limits: Limits | None) -> SearchProblem:
     space = get_space("fbnet-lite", (1, 28, 28), 10)
     return SearchProblem(space, MacsLatency(), 1e9, lambda a: 0.5, trials=8, seed=0, limits=limits)
@@ -87,6 +135,10 @@ def test_run_records_the_footprint_against_its_limits(tmp_path: Path, micro_tabl
     assert b["limits"] == {"max_params": 4000, "max_size_kb": None, "max_activation_kb": 64}
     assert 0 < b["footprint"]["params"] <= 4000 and b["violations"] == []
     assert b["footprint"]["size_bytes"] == (tmp_path / "run" / "model.tflite").stat().st_size
+    # the runtime's peak is at least the largest tensor pair and near the block estimate
+    fp = b["footprint"]
+    assert fp["measured_activation_bytes"] <= 64_000
+    assert 0.5 <= fp["measured_activation_bytes"] / fp["activation_bytes"] <= 2.0
     trials = [json.loads(x) for x in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]
     space = get_space("fbnet-micro", (1, 8, 8), 10)
     for t in trials:
