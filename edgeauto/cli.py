@@ -144,7 +144,8 @@ def run(
         float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
     ] = None,
     max_activation_kb: Annotated[
-        float | None, typer.Option(help="Also cap peak activation memory (kB, estimated).")
+        float | None,
+        typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
     ] = None,
     int8: Annotated[
         bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
@@ -163,6 +164,10 @@ def run(
     inherit_weights: Annotated[
         bool, typer.Option(help="dnas: train from the supernet's weights, not from scratch.")
     ] = False,
+    one_model: Annotated[
+        bool,
+        typer.Option(help="With several --device: one model meeting every device's budget."),
+    ] = False,
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig
@@ -178,8 +183,9 @@ def run(
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
             mode=mode,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
+            also=tuple(pairs[1:]) if one_model else (),
         )  # fmt: skip
-        if len(pairs) > 1:
+        if len(pairs) > 1 and not one_model:
             return _run_per_device(cfg, pairs)
         manifest = run_pipeline(cfg, RichReporter())
     except EdgeAutoError as exc:
@@ -232,6 +238,11 @@ def _finish(manifest, tolerance: float) -> None:
             )  # fmt: skip
         for broken in manifest.violations:
             err.print(f"[bold red]over a limit:[/] {broken}", highlight=False)
+        for d in manifest.data.get("devices") or []:
+            if not d["within_budget"]:
+                got = d["measured_ms"] if d["measured_ms"] is not None else d["predicted_ms"]
+                err.print(f"[bold red]over budget on {d['name']}:[/] {got:.4f} ms > "
+                          f"{d['budget_ms']:g} ms + {tolerance:.0%}", highlight=False)  # fmt: skip
         raise typer.Exit(3)
 
 
@@ -318,6 +329,9 @@ def _summary(manifest) -> None:
         e = lat["emulation"]
         t.add_row("emulation fit error (blocks)", f"{e['rmspe']:.1%} ({e['shared']} blocks)")
         t.add_row("emulation expected error", f"{e['expected_error']:.1%}")
+    for d in manifest.data.get("devices") or []:  # --one-model: the same file elsewhere
+        ms = "unreachable" if d["measured_ms"] is None else f"{d['measured_ms']:.4f}"
+        t.add_row(f"{d['name']} {d['runtime']} (ms, budget {d['budget_ms']:g})", ms)
     t.add_row("within budget", "yes" if manifest.within_budget else "NO")
     out.print(t)
     out.print(f"run directory: {manifest.path.parent}")

@@ -38,6 +38,8 @@ class RunConfig:
     calibrated on training inputs), checked against float32 and timed beside it.
     ``inherit_weights`` starts training from the supernet's weights (``dnas`` only) instead of
     from scratch.
+    ``also`` lists further ``(device, latency_ms)`` pairs the same model must meet
+    (``--one-model``): one arch, pruned until every device's budget holds, measured on each.
     """
 
     device: str = "host"
@@ -74,6 +76,7 @@ class RunConfig:
     # unstructured sparsity instead of structured pruning (edgeauto compress --method)
     sparse_method: str | None = None
     sparsity: float = 0.9
+    also: tuple[tuple[str, float], ...] = ()
 
     @property
     def headroom(self) -> float:
@@ -110,8 +113,14 @@ class RunConfig:
             )
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        for device, budget in self.also:
+            _positive("latency_ms", budget)
+            if device == self.device:
+                raise ConfigError(f"--device names {device} twice; name each device once")
         if not (isinstance(self.sparsity, int | float) and 0.0 <= self.sparsity < 1.0):
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}; fix --sparsity")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        doc["also"] = [[device, budget] for device, budget in self.also]  # as JSON reads back
+        return doc

@@ -54,8 +54,10 @@ class Manifest:
 
     @property
     def within_budget(self) -> bool:
-        """Measured latency within budget (and tolerance) and no other limit exceeded."""
-        return bool(self.data["latency"]["within_budget"]) and not self.violations
+        """Measured latency within budget (and tolerance) on every device the model serves,
+        and no other limit exceeded."""
+        others = all(d["within_budget"] is not False for d in self.data.get("devices") or [])
+        return bool(self.data["latency"]["within_budget"]) and others and not self.violations
 
     @property
     def violations(self) -> list[str]:

@@ -51,6 +51,7 @@ from edgeauto.latency.profiler import (
 from edgeauto.latency.runners import get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
+from edgeauto.latency.worst_case import Member, WorstCasePredictor
 from edgeauto.limits import Footprint, estimate
 from edgeauto.manifest import Manifest
 from edgeauto.pareto import breakdown, pareto_points, points_json
@@ -59,6 +60,7 @@ from edgeauto.report import write_report
 from edgeauto.rundir import EPOCH_SUFFIX, RunDir, release
 from edgeauto.runtimes import RUNTIMES, get_runtime, time_calls
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
+from edgeauto.search.base import LatencyPredictor
 from edgeauto.search.executors import InProcessExecutor
 from edgeauto.search.objective import TrainObjective, preload
 from edgeauto.search.study import TrialJournal, run_study
@@ -88,13 +90,26 @@ class Context:
     # How the final artifact was measured (measure_stage): on the device or emulated, the
     # CPU the runner reported, the emulation's fit, the calibration history
     measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # --one-model: every device's budget at once, in this device's ms (latency/worst_case.py)
+    worst: WorstCasePredictor | None = None
+
+    @property
+    def latency(self) -> LatencyPredictor:
+        """What search and pruning aim with: this device's predictor, or the worst case."""
+        assert self.predictor is not None  # set whenever a space is searched
+        return self.worst or self.predictor
+
+    def own_latency(self, model: nn.Module) -> float:
+        """This device's own prediction (ms), whatever the search aimed with."""
+        if self.cost is not None or self.predictor is None:
+            return self.latency_of(model)
+        return self.predictor.predict_keys(model.op_keys(self.data.input_shape[1:]))
 
     def latency_of(self, model: nn.Module) -> float:
         """Predicted latency (ms): the block table for searched nets, else ``cost``."""
         if self.cost is not None:
             return self.cost(model)
-        assert self.predictor is not None  # set whenever cost is not
-        return self.predictor.predict_keys(model.op_keys(self.data.input_shape[1:]))
+        return self.latency.predict_keys(model.op_keys(self.data.input_shape[1:]))
 
     @property
     def whole_timer(self) -> BlockTimer | None:
@@ -153,7 +168,24 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     root = Path(cfg.tables) if cfg.tables else None
     table, predictor = open_table(profile, space, reporter, root)
     rd.write_json("config.json", cfg.to_json())
-    return Context(cfg, rd, reporter, profile, data, space, table, predictor)
+    ctx = Context(cfg, rd, reporter, profile, data, space, table, predictor)
+    if cfg.also:
+        first = Member(profile, cfg.latency_ms, predictor)
+        ctx.worst = WorstCasePredictor([first, *_members(cfg, space, reporter, root)])
+    return ctx
+
+
+def _members(
+    cfg: RunConfig, space: SearchSpace, reporter: Reporter, root: Path | None
+) -> list[Member]:
+    """The further devices of ``--one-model``, each with its own table and budget."""
+    members = []
+    for device, budget in cfg.also:
+        profile = load_profile(device)
+        if profile.cost_model != "latency":
+            raise ConfigError(f"--one-model needs latency devices; {profile.name} counts ReLUs")
+        members.append(Member(profile, budget, open_table(profile, space, reporter, root)[1]))
+    return members
 
 
 def search_stage(ctx: Context) -> Arch:
@@ -174,7 +206,7 @@ def search_stage(ctx: Context) -> Arch:
         return objective(arch, cfg.seed)["accuracy"]
 
     problem = SearchProblem(
-        ctx.space, ctx.predictor, cfg.latency_ms * cfg.headroom, evaluate,
+        ctx.space, ctx.latency, cfg.latency_ms * cfg.headroom, evaluate,
         trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
         data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
     )  # fmt: skip
@@ -308,9 +340,19 @@ def scratch_stage(ctx: Context, model: nn.Module) -> float:
 
 
 def _measure_whole(ctx: Context, model: nn.Module) -> float | None:
-    """Measured latency of the whole model where the device is local, else None."""
+    """Measured latency of the whole model where the device is local, else None. With
+    ``--one-model``, the worst measured-over-budget ratio in this device's ms (a device that
+    cannot time here counts with its prediction)."""
     timer = ctx.whole_timer
-    return timer.time_module(model, ctx.data.input_shape).median_ms if timer else None
+    if ctx.worst is None:
+        return timer.time_module(model, ctx.data.input_shape).median_ms if timer else None
+    keys = list(model.op_keys(ctx.data.input_shape[1:]))
+    ratios = []
+    for m in ctx.worst.members:
+        t = m.predictor.timer
+        ms = t.time_module(model, ctx.data.input_shape).median_ms if t else None
+        ratios.append((ms if ms is not None else m.predictor.predict_keys(keys)) / m.budget_ms)
+    return ctx.worst.unit * max(ratios)
 
 
 def export_stage(ctx: Context, model: nn.Module) -> tuple[dict[str, Path], dict[str, Any]]:
@@ -542,6 +584,41 @@ def _table_json(ctx: Context) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def devices_stage(
+    ctx: Context, model: nn.Module, artifacts: dict[str, Path]
+) -> list[dict[str, Any]]:
+    """``--one-model``: the artifact of each further device's runtime, timed on that device
+    through its runner (an unreachable device is judged by its prediction, and says so)."""
+    if ctx.worst is None:
+        return []
+    if done := ctx.resumed("devices"):
+        return list(done["devices"])
+    keys = list(model.op_keys(ctx.data.input_shape[1:]))
+    with ctx.reporter.task("measuring on the other devices", len(ctx.worst.members) - 1):
+        out = [_device_verdict(ctx, m, keys, artifacts) for m in ctx.worst.members[1:]]
+    ctx.rd.record("devices", {"devices": out})
+    return out
+
+
+def _device_verdict(
+    ctx: Context, member: Member, keys: list[Any], artifacts: dict[str, Path]
+) -> dict[str, Any]:
+    p, runs = member.profile, ctx.cfg.measure_runs
+    limit = member.budget_ms * (1 + ctx.cfg.tolerance)
+    doc: dict[str, Any] = {"name": p.name, "runtime": p.runtime, "threads": p.threads,
+                           "budget_ms": member.budget_ms,
+                           "predicted_ms": member.predictor.predict_keys(keys)}  # fmt: skip
+    try:
+        with get_runner(p) as runner:
+            stat = runner.measure(artifacts[p.runtime], p.threads, runs, max(20, runs // 4))
+    except RunnerError as exc:  # out of reach: say so, judge by the prediction
+        ok = doc["predicted_ms"] <= limit
+        return {**doc, "measured_ms": None, "measured_on": "unreachable", "error": str(exc),
+                "within_budget": ok}  # fmt: skip
+    return {**doc, "measured_ms": stat.median_ms, "p90_ms": stat.p90_ms,
+            "measured_on": "device", "within_budget": stat.median_ms <= limit}  # fmt: skip
+
+
 def footprint(ctx: Context, model: nn.Module, artifacts: dict[str, Path]) -> Footprint:
     """Parameters (BN folded, as exported), the float32 .tflite file's size, the peak
     activation estimate from the block keys (unknown for a user's model, which has no keys)
@@ -584,6 +661,7 @@ def build_manifest(ctx: Context, results: dict[str, Any]) -> Manifest:
         "accuracy": results["accuracy"],
         "latency": _latency_json(ctx, results["predicted_ms"], results["stats"]),
         "parity": results["parity"],
+        "devices": results.get("devices") or [],
         "analysis": results.get("analysis"),
         "artifacts": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in results["files"].items()},
         "table": _table_json(ctx),
@@ -650,6 +728,7 @@ def compress_and_verify(
     acc = _train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
     artifacts, parity = export_stage(ctx, model)
     stats = measure_stage(ctx, model, artifacts)
+    devices = devices_stage(ctx, model, artifacts)
     files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"], **_write_extras(ctx)}
     if "litert_int8" in artifacts:
         files["tflite_int8"] = artifacts["litert_int8"]
@@ -658,9 +737,9 @@ def compress_and_verify(
         "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
         "files": files, "search": ctx.rd.stages().get("search"),
         "accuracy": {"val": acc, "val_before_pruning": acc_trained, "val_scratch": scratch},
-        "predicted_ms": ctx.latency_of(model),
+        "predicted_ms": ctx.own_latency(model),
         "analysis": analysis_stage(ctx, model),
-        "footprint": footprint(ctx, model, artifacts),
+        "footprint": footprint(ctx, model, artifacts), "devices": devices,
     }  # fmt: skip
     manifest = build_manifest(ctx, results)
     kill_point("manifest")

@@ -222,6 +222,23 @@ def int8_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def device_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """``--one-model``: the same model on each further device, against that device's budget."""
+    if not devices:
+        return []
+    lines = ["", "### The same model on the other devices", "",
+             "| device | runtime | budget ms | predicted ms | measured ms | verdict |",
+             "|---|---|---:|---:|---:|---|"]  # fmt: skip
+    for d in devices:
+        measured = "unreachable" if d["measured_ms"] is None else f"{d['measured_ms']:.4f}"
+        verdict = "within" if d["within_budget"] else "OVER"
+        if d["measured_ms"] is None:
+            verdict += " (by prediction)"
+        lines.append(f"| {d['name']} | {d['runtime']} x{d['threads']} | {d['budget_ms']:g} | "
+                     f"{d['predicted_ms']:.4f} | {measured} | {verdict} |")  # fmt: skip
+    return lines
+
+
 def render(m: dict[str, Any]) -> str:
     """Markdown text of the report."""
     lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
@@ -244,6 +261,7 @@ def render(m: dict[str, Any]) -> str:
         "",
         *latency_rows(lat),
         *measurement_lines(lat),
+        *device_lines(m.get("devices") or []),
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
