@@ -168,6 +168,10 @@ def run(
         bool,
         typer.Option(help="With several --device: one model meeting every device's budget."),
     ] = False,
+    relu_budget: Annotated[
+        int | None,
+        typer.Option(help="Private inference (--device pi-relu): ReLUs per inference, at most."),
+    ] = None,
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig
@@ -183,14 +187,36 @@ def run(
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
             mode=mode,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
-            also=tuple(pairs[1:]) if one_model else (),
+            also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
         )  # fmt: skip
+        if _relu_costed(cfg):
+            return _run_private(cfg)
         if len(pairs) > 1 and not one_model:
             return _run_per_device(cfg, pairs)
         manifest = run_pipeline(cfg, RichReporter())
     except EdgeAutoError as exc:
         _fail(exc)
     _finish(manifest, cfg.tolerance)
+
+
+def _relu_costed(cfg) -> bool:
+    """A ReLU-budget job: the device counts ReLUs (a --relu-budget on a latency device is
+    refused by the pipeline's setup, with the fix)."""
+    from edgeauto.devices.profile import load_profile
+
+    return load_profile(cfg.device).cost_model == "relu-count" and cfg.relu_budget is not None
+
+
+def _run_private(cfg) -> None:
+    """``--device pi-relu --relu-budget N``: search, train, SNL, export; the counts."""
+    from edgeauto.linearize.run import run_private
+    from edgeauto.progress import RichReporter
+
+    r = run_private(cfg, RichReporter())
+    out.print(f"ReLUs {r['relus_before']:,} -> {r['relus_after']:,} (budget {r['budget']:,})")
+    out.print(f"accuracy {r['trained_accuracy']:.4f} trained -> {r['accuracy']:.4f} linearized")
+    out.print(f"cost on {r['device']}: {r['cost']:,.1f} ReLU-equivalents ({r['macs']:,} MACs)")
+    out.print(f"run directory: {cfg.out}\n  onnx: {r['onnx']}\n  tflite: {r['tflite']}")
 
 
 def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, float]]:

@@ -77,6 +77,8 @@ class RunConfig:
     sparse_method: str | None = None
     sparsity: float = 0.9
     also: tuple[tuple[str, float], ...] = ()
+    # private inference (a device with cost_model: relu-count): the ReLU budget, not latency
+    relu_budget: int | None = None
 
     @property
     def headroom(self) -> float:
@@ -113,6 +115,12 @@ class RunConfig:
             )
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if self.relu_budget is not None and not (
+            isinstance(self.relu_budget, int) and self.relu_budget >= 0
+        ):
+            raise ConfigError(
+                f"relu_budget must be an integer >= 0, got {self.relu_budget!r}; fix --relu-budget"
+            )
         for device, budget in self.also:
             _positive("latency_ms", budget)
             if device == self.device:

@@ -158,8 +158,13 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     profile = load_profile(cfg.device)
     if profile.cost_model != "latency":  # no latency budget means anything there
         raise ConfigError(
-            f"device {profile.name} is costed by ReLU count, not latency; use edgeauto "
-            f"linearize --device {profile.name} --relu-budget N --model module:function"
+            f"device {profile.name} is costed by ReLU count, not latency; give --relu-budget N "
+            "instead of --latency-ms"
+        )
+    if cfg.relu_budget is not None:
+        raise ConfigError(
+            f"--relu-budget needs a device costed by ReLU count (cost_model: relu-count), and "
+            f"{profile.name} is costed by latency; drop --relu-budget or use --device pi-relu"
         )
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
@@ -188,11 +193,15 @@ def _members(
     return members
 
 
-def search_stage(ctx: Context) -> Arch:
+def search_stage(
+    ctx: Context, aim: LatencyPredictor | None = None, budget: float | None = None
+) -> Arch:
     """Search the space for the most accurate arch within ``budget x headroom``.
 
     Trials are journalled in ``trials.jsonl`` as they finish; with ``resume`` an interrupted
-    search continues from them (:func:`edgeauto.search.study.run_study`).
+    search continues from them (:func:`edgeauto.search.study.run_study`). ``aim`` and
+    ``budget`` replace the device's latency and budget for a device costed otherwise (ReLUs:
+    :mod:`edgeauto.linearize.run`); the caller then checks feasibility itself.
     """
     if done := ctx.resumed("search"):
         return _recorded_arch(ctx, done)
@@ -206,11 +215,12 @@ def search_stage(ctx: Context) -> Arch:
         return objective(arch, cfg.seed)["accuracy"]
 
     problem = SearchProblem(
-        ctx.space, ctx.latency, cfg.latency_ms * cfg.headroom, evaluate,
+        ctx.space, aim or ctx.latency, budget or cfg.latency_ms * cfg.headroom, evaluate,
         trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
         data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
     )  # fmt: skip
-    problem.check_feasible(cfg.latency_ms)
+    if aim is None:
+        problem.check_feasible(cfg.latency_ms)
     if cfg.inherit_weights and not hasattr(STRATEGIES.get(cfg.strategy), "weights_for"):
         raise ConfigError(
             f"--inherit-weights needs a strategy that trains a supernet (dnas), not "

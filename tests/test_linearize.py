@@ -112,8 +112,49 @@ def test_linearize_cli_end_to_end(cli, tmp_path: Path) -> None:
     assert (out / "model.tflite").is_file() and "ReLUs 768 ->" in result.stdout
 
 
-def test_run_refuses_relu_count_device(cli, tmp_path: Path) -> None:
-    result = cli("run", "--device", "pi-relu", "--latency-ms", "1", "--out", str(tmp_path / "r"))
-    assert result.exit_code == 2
-    assert "edgeauto linearize --device pi-relu" in result.stderr
-    assert len(result.stderr.splitlines()) == 1
+def test_run_needs_the_right_budget_for_the_device(cli, tmp_path: Path) -> None:
+    from helpers import assert_one_line_error
+
+    r = cli("run", "--device", "pi-relu", "--latency-ms", "1", "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "ConfigError", "give --relu-budget N instead of --latency-ms")
+    r = cli("run", "--device", "host", "--relu-budget", "100", "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "ConfigError", "drop --relu-budget or use --device pi-relu")
+    r = cli("run", "--device", "pi-relu", "--relu-budget", "-3", "--out", str(tmp_path / "r"))
+    assert_one_line_error(r, "ConfigError", "fix --relu-budget")
+
+
+def test_relu_cost_of_a_key_is_the_built_blocks(micro_space) -> None:
+    from edgeauto.linearize.run import ReluCost
+    from edgeauto.spaces.modules import block_for_key
+
+    cost = ReluCost(flop_weight=0.01)
+    arch = micro_space.sample(__import__("random").Random(0))
+    model = micro_space.build(arch)
+    keys = list(micro_space.blocks(arch))
+    shape = (1, 8, 8)
+    # the sum over blocks is the whole model's ReLUs and MACs (blocks are sequential)
+    assert cost.predict_keys(keys) == pytest.approx(relu_cost(model, shape, 0.01))
+    mb = next(k for k in keys if k.kind == "mbconv" and k.hidden)
+    block = block_for_key(mb)
+    assert cost.block_ms(mb) == relu_cost(block, (mb.cin, mb.h, mb.w), 0.01)
+    assert count_relus(block, (mb.cin, mb.h, mb.w)) == mb.hidden * (
+        mb.h * mb.w + mb.out_hw[0] * mb.out_hw[1]
+    )
+
+
+@pytest.mark.slow
+def test_run_to_a_relu_budget_end_to_end(cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = cli(
+        "run", "--device", "pi-relu", "--relu-budget", "300", "--dataset", "digits", "--space",
+        "fbnet-micro", "--trials", "3", "--epochs", "3", "--out", str(out),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["relus_after"] <= 300 < doc["relus_before"] <= 4 * 300
+    assert doc["relus_counted"] == doc["relus_after"] and doc["device"] == "pi-relu"
+    assert doc["accuracy"] > 0.5 and doc["parity"]["litert"]["top1_agreement"] >= 0.95
+    trials = [json.loads(x) for x in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(trials) == 3 and all(t["predicted_ms"] <= 4 * 300 for t in trials)
+    assert "ReLUs per inference" in (out / "report.md").read_text()
+    assert f"ReLUs {doc['relus_before']:,} -> {doc['relus_after']:,}" in r.stdout

@@ -57,12 +57,12 @@ def run_linearize(job: LinearizeJob) -> dict[str, Any]:
     report = asdict(result) | {"trained_accuracy": trained_acc, "device": profile.name}
     report |= {"macs": count_macs(model, data.input_shape)}
     report |= {"cost": relu_cost(model, data.input_shape, profile.flop_weight)}
-    report |= _export(model, data, Path(job.out), profile.threads)
+    report |= export_checked(model, data, Path(job.out), profile.threads)
     write_json(Path(job.out) / "result.json", report)
     return report
 
 
-def _export(model: nn.Module, data: Dataset, out: Path, threads: int) -> dict[str, Any]:
+def export_checked(model: nn.Module, data: Dataset, out: Path, threads: int) -> dict[str, Any]:
     """ONNX and TFLite files, each checked against PyTorch on 32 validation images."""
     from edgeauto.export.onnx import export_onnx
     from edgeauto.export.parity import check_parity
