@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError, UnknownComponent
@@ -176,3 +177,26 @@ def test_compress_method_rigl_end_to_end(cli, tmp_path: Path) -> None:
     for k, mask in masks.masks.items():
         assert torch.count_nonzero(state[k][~mask]) == 0, k
     assert m["parity"]["litert"]["top1_agreement"] == 1.0
+
+
+def test_rigl_regrowth_clears_the_optimizer_moments_of_grown_weights(digits: Dataset) -> None:
+    torch.manual_seed(0)
+    model = mlp(digits.input_shape, digits.num_classes, hidden=32)
+    masks = random_masks(model, 0.8, "erk", seed=0)
+    before = {k: m.clone() for k, m in masks.masks.items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()  # every weight, masked or not, now has moments
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()  # the dense gradient RigL grows by
+    method = get_sparse_method("rigl", QUICK)
+    method._optimizer = opt
+    assert method.regrow(model, masks, 0.3) > 0
+    for k, p in model.named_parameters():
+        if k not in masks.masks:
+            continue
+        grown = (masks.masks[k] & ~before[k]).flatten()
+        moments = opt.state[p]["exp_avg"].view(-1)
+        assert grown.any() and not moments[grown].any(), f"{k}: grown weights kept moments"
+        assert moments[~grown].any(), f"{k}: the other weights' moments were cleared too"

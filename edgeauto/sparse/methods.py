@@ -175,11 +175,31 @@ class RigL(SparseMethod):
                 updates.append({"step": step, "drop_fraction": frac,
                                 "moved": self.regrow(model, masks, frac)})  # fmt: skip
 
-        self.train(model, data, masks, cfg.epochs, on_step=update)
+        self.train(model, data, masks, cfg.epochs, self._keep_optimizer(), on_step=update)
         # each update needed one dense gradient: about one dense training step's cost
         self.count_flops(Masks.dense(model), len(updates) * cfg.batch_size)
         self.history.extend(updates)
         return masks
+
+    def _keep_optimizer(self) -> ScheduleFactory:
+        """fit's default schedule, keeping a handle on the optimizer so that a regrowth can
+        clear the moments of the weights it moves."""
+
+        def make(opt: torch.optim.Optimizer, n: int) -> torch.optim.lr_scheduler.LRScheduler:
+            self._optimizer = opt
+            return torch.optim.lr_scheduler.OneCycleLR(opt, self.config.lr, n)
+
+        return make
+
+    def _reset_moments(self, w: nn.Parameter, moved: torch.Tensor) -> None:
+        """Zero AdamW's moments at ``moved`` (flat indices) of ``w``: a masked weight still
+        gathers gradient moments, and a grown one must start from zero (the paper's
+        momentum reset), not from the history of a weight that was not there."""
+        state = getattr(self, "_optimizer", None)
+        buffers = state.state.get(w, {}) if state is not None else {}
+        for name in ("exp_avg", "exp_avg_sq"):
+            if name in buffers:
+                buffers[name].view(-1)[moved] = 0.0
 
     @torch.no_grad()
     def regrow(self, model: nn.Module, masks: Masks, frac: float) -> int:
@@ -199,6 +219,7 @@ class RigL(SparseMethod):
             grow = torch.argsort(grow_score, descending=True, stable=True)[:n]
             new[grow] = True
             w.view(-1)[grow] = 0.0  # grown connections start at zero
+            self._reset_moments(w, grow)
             moved += int((new & ~flat).sum())
             masks.masks[k] = new.view_as(m)
         masks.apply(model)

@@ -107,7 +107,7 @@ def sparse_and_verify(
         "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
         "files": files, "search": None, "accuracy": {"val": acc, "val_before_pruning": acc},  # no structured pruning ran
         "predicted_ms": ctx.latency_of(model), "analysis": analysis_stage(ctx, model),
-        "footprint": footprint(ctx, model, artifacts["litert"]),
+        "footprint": footprint(ctx, model, artifacts),
     }  # fmt: skip
     manifest = build_manifest(ctx, results)
     manifest.data["sparsity"] = {**record, "export": export}
