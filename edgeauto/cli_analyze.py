@@ -1,12 +1,13 @@
-"""``edgeauto analyze``: studies of the search's building blocks (``zero-cost`` for now).
+"""``edgeauto analyze``: studies of the building blocks (``zero-cost``, ``sparsity-sweep``).
 
 Registered on the main app in :mod:`edgeauto.cli`. Errors are one line, exit code 2.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +15,14 @@ from rich.table import Table
 
 from edgeauto.errors import ConfigError, EdgeAutoError
 
-analyze_app = typer.Typer(help="Analyses: how well zero-cost indicators predict accuracy.")
+if TYPE_CHECKING:
+    from torch import nn
+
+    from edgeauto.data import Dataset
+
+analyze_app = typer.Typer(
+    help="Analyses: zero-cost indicators vs accuracy; sparse double descent on your data."
+)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -55,3 +63,81 @@ def zero_cost(
     out.print(table)
     if json_path:
         write_json(Path(json_path), result)
+
+
+def _sweep_builder(model: str, data: Dataset) -> Callable[[], nn.Module]:
+    """``mlp`` / ``cnn`` (the reference models) or the user's ``module:function``."""
+    from edgeauto.compression import load_user_model
+    from edgeauto.sparse.models import mlp, small_cnn
+
+    builtin = {"mlp": mlp, "cnn": small_cnn}
+    if model in builtin:
+        return lambda: builtin[model](data.input_shape, data.num_classes)
+    load_user_model(model, data)  # a bad spec fails now, in one line
+    return lambda: load_user_model(model, data)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0.0 <= v < 1.0 for v in values):  # checked before any training
+        raise ConfigError(
+            f"sparsities must be comma-separated numbers in [0, 1), got {text!r}; fix --sparsities"
+        )
+    return values
+
+
+@analyze_app.command("sparsity-sweep")
+def sparsity_sweep_command(
+    model: Annotated[
+        str, typer.Option(help="mlp, cnn, or your model as module:function / file.py:function.")
+    ] = "mlp",
+    dataset: Annotated[
+        str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")
+    ] = "mnist5k",
+    sparsities: Annotated[
+        str, typer.Option(help="Comma-separated sparsities in [0, 1).")
+    ] = "0,0.5,0.8,0.9,0.95,0.98",
+    method: Annotated[str, typer.Option(help="A sparse method (imp, snip, rigl, ...).")] = "imp",
+    epochs: Annotated[int, typer.Option(help="Training epochs per point.")] = 5,
+    label_noise: Annotated[
+        float, typer.Option(help="Fraction of training labels flipped (shows the descent).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the init, the noise and training.")] = 0,
+    out_dir: Annotated[str, typer.Option("--out", help="Writes sweep.json and sweep.png.")] = (
+        "runs/sparsity-sweep"
+    ),
+) -> None:
+    """Accuracy and l2 learning distance across a sparsity grid (sparse double descent)."""
+    from edgeauto.data import load_dataset
+    from edgeauto.fileio import write_json
+    from edgeauto.sparse.base import SPARSE_METHODS, SparseConfig
+    from edgeauto.sparse.sweep import plot_sweep, sparsity_sweep, sweep_json, with_label_noise
+
+    try:
+        SPARSE_METHODS.get(method)
+        grid, cfg = _floats(sparsities), SparseConfig(epochs=epochs, seed=seed)
+        data = with_label_noise(load_dataset(dataset, seed=seed), label_noise, seed)
+        build = _sweep_builder(model, data)
+        table = Table("sparsity", "val acc", "train acc", "||w - w0||", "train GFLOPs",
+                      title=f"{method} on {model}, {dataset}, label noise {label_noise:.0%}")  # fmt: skip
+
+        def row(p: Any) -> None:
+            out.print(f"  {p.sparsity:.1%}: val {p.accuracy:.4f}, distance {p.distance:.2f}")
+            table.add_row(f"{p.sparsity:.1%}", f"{p.accuracy:.4f}", f"{p.train_accuracy:.4f}",
+                          f"{p.distance:.2f}", f"{p.train_flops / 1e9:.2f}")  # fmt: skip
+
+        points = sparsity_sweep(build, data, grid, method, cfg, row)
+    except EdgeAutoError as exc:
+        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+    out.print(table)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    settings = {"model": model, "dataset": dataset, "method": method, "epochs": epochs,
+                "label_noise": label_noise, "seed": seed}  # fmt: skip
+    write_json(root / "sweep.json", sweep_json(points, settings))
+    plot_sweep(root / "sweep.png", points, table.title or "")
+    out.print(f"wrote {root / 'sweep.json'} and {root / 'sweep.png'}")
