@@ -7,7 +7,13 @@
   validation accuracy (``*_acc``), the norm of the new outgoing weights' gradient right after
   the first growth on held-out data (``*_grad``) and the training loss on 1,000 training
   images 10 steps after each growth, averaged over growths (``*_loss_after``).
-- ``noisy``: ``null`` (NOISY is a later session).
+- ``noisy``: an MLP grown by NOISY (:mod:`edgeauto.grow.noisy`) from 784 -> 16 -> 10 on
+  the training split (a tenth held out for its selection) vs the best of three fixed ReLU MLPs
+  (one hidden layer; two of equal width; two halving) whose parameter counts match NOISY's
+  final one within 5%, each trained from scratch with the same peak learning rate for as many
+  optimizer steps as NOISY's kept lineage took (``steps x train_batches``). ``acc`` and
+  ``fixed_acc`` are validation accuracies, ``params`` NOISY's final parameter count; the
+  figures are means over ``--seeds`` (``widths``/``relu``/``moves`` describe the first seed).
 - ``teg_spearman``: Spearman of the combined TEG rank (NTK condition, linear regions, GSNR;
   :mod:`edgeauto.search.teg`) with proxy-trained accuracy (1 epoch x 60 batches) over
   ``--archs`` random archs of ``fbnet-lite``; ``teg`` holds each indicator's Spearman.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import sys
@@ -34,6 +41,7 @@ from torch.nn import functional as F
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.grow import GROWTH_INITS, Grower, GrowthSchedule
 from edgeauto.grow.gradmax import find_pair, new_weight_grad_norm
+from edgeauto.grow.noisy import NoisyConfig, NoisyMLP, count_params, noisy_search
 from edgeauto.linearize import SNLConfig, count_relus, drop_relu_layers, linearize
 from edgeauto.search.teg import analyze_zero_cost
 from edgeauto.spaces import get_space
@@ -82,6 +90,53 @@ def gradmax_rows(data: Dataset, seeds: int, epochs: int) -> dict[str, float]:
     return {k: statistics.mean(v) for k, v in out.items()}
 
 
+def _mlp_params(n_in: int, widths: list[int], n_out: int) -> int:
+    sizes = [n_in, *widths, n_out]
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+def _matched_shapes(params: int, n_in: int, n_out: int) -> list[list[int]]:
+    """Fixed hidden-layer shapes whose parameter counts are closest to ``params`` (within 5%)."""
+    shapes = {
+        "one": lambda h: [h],
+        "two_equal": lambda h: [h, h],
+        "two_halving": lambda h: [h, max(1, h // 2)],
+    }
+    out = []
+    for make in shapes.values():
+        widths = min((make(h) for h in range(1, 2049)),
+                     key=lambda w: abs(_mlp_params(n_in, w, n_out) - params))  # fmt: skip
+        if abs(_mlp_params(n_in, widths, n_out) - params) <= 0.05 * params:
+            out.append(widths)
+    return out
+
+
+def noisy_rows(data: Dataset, seeds: int, quick: bool) -> dict[str, Any]:
+    """NOISY's grown MLP vs the best fixed MLP of the same parameter count (means over seeds)."""
+    n_in, n_out = 784, data.num_classes
+    rows: dict[str, list[float]] = {"acc": [], "fixed_acc": [], "params": [], "fixed_params": []}
+    first: dict[str, Any] = {}
+    for seed in range(seeds):
+        cfg = NoisyConfig(steps=12 if quick else 30, candidates=4, train_batches=30,
+                          start_width=16, lr=1e-2, seed=seed)  # fmt: skip
+        grown = noisy_search(data, cfg)
+        fixed: list[tuple[float, int, list[int]]] = []
+        for widths in _matched_shapes(grown.params, n_in, n_out):
+            model = NoisyMLP.create(n_in, widths, n_out, torch.Generator().manual_seed(seed))
+            train = TrainConfig(epochs=cfg.steps, max_batches=cfg.train_batches, lr=cfg.lr)
+            fit(model, data, train, seed=seed)  # as many steps as NOISY's kept lineage
+            fixed.append((accuracy(model, data.x_val, data.y_val), count_params(model), widths))
+        best = max(fixed)
+        for key, value in zip(rows, (grown.accuracy, best[0], grown.params, best[1])):
+            rows[key].append(value)
+        first = first or {"widths": grown.model.widths, "relu": grown.model.relu,
+                          "moves": [h.move for h in grown.history], "fixed_widths": best[2],
+                          "train_steps": grown.train_steps}  # fmt: skip
+        print(f"  noisy seed {seed}: {grown.accuracy:.4f} ({grown.params} params, "
+              f"{grown.model.widths}) vs fixed {best[0]:.4f} ({best[1]}, {best[2]})", flush=True)  # fmt: skip
+    return {k: statistics.mean(v) for k, v in rows.items()} | first | {"seeds": seeds}
+
+
 def _cnn() -> nn.Module:
     def conv(cin: int, cout: int) -> list[nn.Module]:
         return [nn.Conv2d(cin, cout, 3, 2, 1), nn.ReLU()]
@@ -120,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds, archs = (1, 12) if args.quick else (args.seeds, args.archs)
     data = load_dataset("mnist5k", seed=0)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"dataset": "mnist5k", "quick": args.quick, "noisy": None}
+    result: dict[str, Any] = {"dataset": "mnist5k", "quick": args.quick}
+    result["noisy"] = noisy_rows(data, seeds, args.quick)
     result["gradmax"] = gradmax_rows(data, seeds, 2 if args.quick else 4)
     result["snl"] = snl_rows(data, (1500, 800, 300), 2 if args.quick else 3)
     space = get_space("fbnet-lite", data.input_shape, data.num_classes)
