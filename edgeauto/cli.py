@@ -122,7 +122,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for split, search and training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
     space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
-    strategy: Annotated[str, typer.Option(help="Search strategy name.")] = "random",
+    strategy: Annotated[str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")] = "random",
     mode: Annotated[
         str,
         typer.Option(
