@@ -36,6 +36,7 @@ from edgeauto.pipeline import run
 from edgeauto.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.search import STRATEGIES, SearchProblem, SearchResult, Strategy, list_strategies
 from edgeauto.spaces import SPACES, Arch, Choice, SearchSpace, get_space, list_spaces
+from edgeauto.sparse import SPARSE_METHODS, SparseConfig, get_sparse_method, list_sparse_methods
 from edgeauto.version import __version__
 
 list_devices = list_profiles
@@ -48,4 +49,5 @@ __all__ = [
     "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed",
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
     "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress",
+    "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",
 ]  # fmt: skip

@@ -122,7 +122,9 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for split, search and training.")] = 0,
     epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
     space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
-    strategy: Annotated[str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")] = "random",
+    strategy: Annotated[
+        str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")
+    ] = "random",
     mode: Annotated[
         str,
         typer.Option(
@@ -298,7 +300,8 @@ def compress(
     method: Annotated[
         str | None,
         typer.Option(
-            help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static."
+            help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static, "
+            "ctre, colt, gibbs, gibbs-filter, hessian, activation."
         ),
     ] = None,
     sparsity: Annotated[

@@ -100,7 +100,9 @@ def sparsity_sweep_command(
     sparsities: Annotated[
         str, typer.Option(help="Comma-separated sparsities in [0, 1).")
     ] = "0,0.5,0.8,0.9,0.95,0.98",
-    method: Annotated[str, typer.Option(help="A sparse method (imp, snip, rigl, ...).")] = "imp",
+    method: Annotated[
+        str, typer.Option(help="A sparse method (imp, snip, rigl, ctre, gibbs ...).")
+    ] = "imp",
     epochs: Annotated[int, typer.Option(help="Training epochs per point.")] = 5,
     label_noise: Annotated[
         float, typer.Option(help="Fraction of training labels flipped (shows the descent).")

@@ -25,7 +25,9 @@ def search_command(
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="mnist5k, digits, npz:, folder:.")] = None,
     space: Annotated[str | None, typer.Option(help="Search space name.")] = None,
-    strategy: Annotated[str | None, typer.Option(help="smbo (default), random, evolution, noisy, dnas.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="smbo (default), random, evolution, noisy, dnas.")
+    ] = None,
     trials: Annotated[int | None, typer.Option(help="Architectures to train (default 20).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the strategy and of training.")] = None,
     search_epochs: Annotated[int | None, typer.Option(help="Proxy-training epochs.")] = None,

@@ -47,6 +47,10 @@ class SparseConfig:
     to their values after ``rewind_epoch``, then the rest of the schedule).
     RigL / static: ``distribution`` (``erk`` / ``uniform``), ``delta_t`` steps between mask
     updates, ``drop_fraction`` (cosine-decayed to 0 at ``end_fraction`` of training).
+    CTRE: as RigL, with ``explore_fraction`` (in [0, 1]) of each update's grown connections
+    drawn at random and the rest chosen by activation cosine similarity.
+    COLT: ``rounds`` and ``scope`` as IMP; ``epochs`` for each half-data copy per round and
+    for the final training on all the data.
     """
 
     sparsity: float = 0.9
@@ -65,6 +69,7 @@ class SparseConfig:
     drop_fraction: float = 0.3
     end_fraction: float = 0.75
     snip_batches: int = 1
+    explore_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         s = self.sparsity
@@ -81,6 +86,8 @@ class SparseConfig:
         )
         _check(0.0 < self.drop_fraction < 1.0, "drop_fraction", self.drop_fraction, "in (0, 1)")
         _check(0.0 < self.end_fraction <= 1.0, "end_fraction", self.end_fraction, "in (0, 1]")
+        _check(0.0 <= self.explore_fraction <= 1.0, "explore_fraction", self.explore_fraction,
+               "in [0, 1]")  # fmt: skip
         _check(isinstance(self.rewind_epoch, int) and self.rewind_epoch >= 0, "rewind_epoch",
                self.rewind_epoch, "an integer >= 0")  # fmt: skip
 
