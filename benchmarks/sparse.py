@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from torch import nn
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.tflite import export_tflite
+from edgeauto.fileio import write_json
 from edgeauto.runtimes import get_runtime
 from edgeauto.sparse import SparseConfig, get_sparse_method, list_sparse_methods
 from edgeauto.sparse.models import mlp, small_cnn
@@ -170,6 +170,7 @@ def main() -> int:
                 for method in methods:
                     r = one_row(m, method, s, data, args, Path(tmp))
                     doc["rows"].append(r)
+                    _save(args.json, doc)  # a long run cut short keeps its rows
                     print(f"{m:5} {method:13} {s:8.2f} {r['acc']:6.4f} "
                           f"{r['train_flops'] / 1e9:7.2f} {r['size_bytes'] / 1000:7.1f} "
                           f"{r['dense_ms']:9.4f} {r['sparse_ms']:9.4f}", flush=True)  # fmt: skip
@@ -184,10 +185,14 @@ def main() -> int:
         f"sparse / dense LiteRT latency, median over rows: {doc['sparse_over_dense_ms']:.3f} "
         "(LiteRT densifies sparse weights at load on this host: expect about 1)"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
+    _save(args.json, doc)
     return 0
+
+
+def _save(path: Path | None, doc: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, doc)
 
 
 if __name__ == "__main__":

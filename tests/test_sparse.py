@@ -172,6 +172,10 @@ def test_compress_method_rigl_end_to_end(cli, tmp_path: Path) -> None:
     )
     assert sp["export"]["size_bytes"] < sp["export"]["dense_size_bytes"]
     assert sp["export"]["parity"]["top1_agreement"] == 1.0 and sp["export"]["note"]
+    e = sp["export"]  # the faster file is recommended, and the note agrees with the timing
+    faster = e["litert_ms"] < 0.9 * e["dense_litert_ms"]
+    assert e["recommended"] == ("model_sparse.tflite" if faster else "model.tflite")
+    assert ("deploy model_sparse.tflite" in e["note"]) == faster
     masks = Masks.load(out / "checkpoints" / "masks.pt")
     state = torch.load(out / "checkpoints" / "finetune.pt", weights_only=True)
     for k, mask in masks.masks.items():
