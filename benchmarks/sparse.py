@@ -44,7 +44,7 @@ from edgeauto.train import TrainConfig, accuracy, fit
 
 MODELS: dict[str, Callable[[Dataset], nn.Module]] = {
     "mlp": lambda d: mlp(d.input_shape, d.num_classes),
-    "cnn": lambda d: small_cnn(d.input_shape, d.num_classes),
+    "cnn": lambda d: small_cnn(d.input_shape, d.num_classes, pool=4),
 }
 IMP_RETRAINS = ("finetune", "lrr", "slr")
 

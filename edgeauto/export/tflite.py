@@ -128,8 +128,9 @@ def export_tflite(onnx_path: str | Path, path: str | Path, sparse: bool = False)
     """Convert ``onnx_path`` and write the float32 ``.tflite`` atomically to ``path``.
 
     ``sparse=True`` stores pruned weight tensors in TFLite's sparse format: on the host the
-    file shrank 5-6x at 90% sparsity and LiteRT ran it (a ``DENSIFY`` op per tensor at load),
-    but XNNPACK then computes dense, so latency is unchanged (``benchmarks/sparse.py``).
+    file shrank 5-6x at 90% sparsity. Mostly LiteRT densifies them at load and XNNPACK
+    computes dense (no speed-up), but very sparse fully-connected layers ran 2x faster
+    (``benchmarks/sparse.py``); callers time both files and keep the faster.
     """
     write_bytes(path, onnx_to_tflite_bytes(onnx_path, sparse=sparse))
     return Path(path)
