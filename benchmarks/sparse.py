@@ -39,12 +39,12 @@ from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import write_json
 from edgeauto.runtimes import get_runtime
 from edgeauto.sparse import SparseConfig, get_sparse_method, list_sparse_methods
-from edgeauto.sparse.models import mlp, small_cnn
+from edgeauto.sparse.models import map_pool, mlp, small_cnn
 from edgeauto.train import TrainConfig, accuracy, fit
 
 MODELS: dict[str, Callable[[Dataset], nn.Module]] = {
     "mlp": lambda d: mlp(d.input_shape, d.num_classes),
-    "cnn": lambda d: small_cnn(d.input_shape, d.num_classes, pool=4),
+    "cnn": lambda d: small_cnn(d.input_shape, d.num_classes, pool=map_pool(d.input_shape)),
 }
 IMP_RETRAINS = ("finetune", "lrr", "slr")
 

@@ -68,12 +68,14 @@ def zero_cost(
 def _sweep_builder(model: str, data: Dataset) -> Callable[[], nn.Module]:
     """``mlp`` / ``cnn`` (the reference models) or the user's ``module:function``."""
     from edgeauto.compression import load_user_model
-    from edgeauto.sparse.models import mlp, small_cnn
+    from edgeauto.sparse.models import map_pool, mlp, small_cnn
 
     if model == "mlp":
         return lambda: mlp(data.input_shape, data.num_classes)
     if model == "cnn":
-        return lambda: small_cnn(data.input_shape, data.num_classes, pool=4)
+        return lambda: small_cnn(
+            data.input_shape, data.num_classes, pool=map_pool(data.input_shape)
+        )
     load_user_model(model, data)  # a bad spec fails now, in one line
     return lambda: load_user_model(model, data)
 
