@@ -76,10 +76,9 @@ def method_names(spec: str) -> list[str]:
 
 def train_sparse(name: str, model: nn.Module, data: Dataset, cfg: SparseConfig) -> float:
     """Train ``model`` in place with method ``name``; its training FLOPs estimate."""
-    method, _, retrain = name.partition("-")
-    if method == "imp":
-        cfg = dataclasses.replace(cfg, retrain=retrain)
-    return get_sparse_method(method if method == "imp" else name, cfg).run(model, data).train_flops
+    if name.startswith("imp-"):  # imp-slr: method imp, retraining slr
+        name, cfg = "imp", dataclasses.replace(cfg, retrain=name.removeprefix("imp-"))
+    return get_sparse_method(name, cfg).run(model, data).train_flops
 
 
 def timed_pair(dense: Path, sparse: Path, runs: int, rounds: int = 3) -> tuple[float, float]:

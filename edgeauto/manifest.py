@@ -56,7 +56,7 @@ class Manifest:
     def within_budget(self) -> bool:
         """Measured latency within budget (and tolerance) on every device the model serves,
         and no other limit exceeded."""
-        others = all(d["within_budget"] is not False for d in self.data.get("devices") or [])
+        others = all(d["within_budget"] for d in self.data.get("devices") or [])
         return bool(self.data["latency"]["within_budget"]) and others and not self.violations
 
     @property

@@ -166,10 +166,7 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
             f"--relu-budget needs a device costed by ReLU count (cost_model: relu-count), and "
             f"{profile.name} is costed by latency; drop --relu-budget or use --device pi-relu"
         )
-    rd = RunDir(cfg.out)
-    rd.start(cfg.resume, cfg.to_json())
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
-    space = get_space(cfg.space, data.input_shape, data.num_classes)
+    rd, data, space = open_run(cfg)
     root = Path(cfg.tables) if cfg.tables else None
     table, predictor = open_table(profile, space, reporter, root)
     rd.write_json("config.json", cfg.to_json())
@@ -178,6 +175,14 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
         first = Member(profile, cfg.latency_ms, predictor)
         ctx.worst = WorstCasePredictor([first, *_members(cfg, space, reporter, root)])
     return ctx
+
+
+def open_run(cfg: RunConfig) -> tuple[RunDir, Dataset, SearchSpace]:
+    """Lock and start the run directory (checking a resumed config), load data and space."""
+    rd = RunDir(cfg.out)
+    rd.start(cfg.resume, cfg.to_json())
+    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    return rd, data, get_space(cfg.space, data.input_shape, data.num_classes)
 
 
 def _members(
@@ -258,7 +263,7 @@ def _search_extras(ctx: Context, strategy: Any, arch: Arch) -> dict[str, Any]:
     return extras
 
 
-def _build(ctx: Context, arch: Arch) -> nn.Module:
+def build_model(ctx: Context, arch: Arch) -> nn.Module:
     """A fresh model of ``arch``; with ``inherit_weights``, the supernet's weights in it."""
     model = ctx.space.build(arch)
     if ctx.cfg.inherit_weights:
@@ -277,7 +282,7 @@ def _recorded_arch(ctx: Context, done: dict[str, Any]) -> Arch:
         ) from None
 
 
-def _train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> float:
+def train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> float:
     """Train ``model`` for ``epochs`` (or load the checkpoint when resuming); val accuracy."""
     ckpt = ctx.rd.path(f"checkpoints/{stage}.pt")
     if (done := ctx.resumed(stage)) and ckpt.exists():
@@ -700,7 +705,7 @@ def run(
         ctx = setup(cfg, reporter or NullReporter())
         arch = search_stage(ctx)
         torch.manual_seed(cfg.seed)  # same initial weights whether or not the search ran now
-        return compress_and_verify(ctx, _build(ctx, arch), cfg.epochs, arch=arch)
+        return compress_and_verify(ctx, build_model(ctx, arch), cfg.epochs, arch=arch)
     finally:
         release(cfg.out)  # the run directory is free for the next run of this process
 
@@ -732,10 +737,10 @@ def compress_and_verify(
     """Train (``train_epochs``; 0 keeps given weights), prune to the budget, fine-tune, export,
     verify, and write the manifest and report. Shared by ``run`` and ``compress``."""
     cfg = ctx.cfg
-    acc_trained = _train_stage(ctx, model, "train", train_epochs)
+    acc_trained = train_stage(ctx, model, "train", train_epochs)
     model, plan = prune_stage(ctx, model)
     scratch = scratch_stage(ctx, model) if cfg.scratch_baseline and plan.ops else None
-    acc = _train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
+    acc = train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
     artifacts, parity = export_stage(ctx, model)
     stats = measure_stage(ctx, model, artifacts)
     devices = devices_stage(ctx, model, artifacts)

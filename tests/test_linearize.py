@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,7 @@ def test_relu_cost_of_a_key_is_the_built_blocks(micro_space) -> None:
     from edgeauto.spaces.modules import block_for_key
 
     cost = ReluCost(flop_weight=0.01)
-    arch = micro_space.sample(__import__("random").Random(0))
+    arch = micro_space.sample(random.Random(0))
     model = micro_space.build(arch)
     keys = list(micro_space.blocks(arch))
     shape = (1, 8, 8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -59,8 +60,6 @@ def _ort_host(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_one_model_meets_every_devices_budget(cli, tmp_path: Path, micro_tables: Path) -> None:
-    import random
-
     from edgeauto.devices.profile import load_profile
     from edgeauto.pipeline import open_table
     from edgeauto.progress import NullReporter
@@ -106,7 +105,7 @@ def test_worst_case_is_the_tightest_budget_in_the_first_devices_ms(micro_table) 
     space = get_space(MICRO, (1, 8, 8), 10)
     table = MeasuringPredictor(micro_table)
     host, phone = load_profile("host"), load_profile("pixel-7")
-    keys = list(space.blocks(space.sample(__import__("random").Random(1))))
+    keys = list(space.blocks(space.sample(random.Random(1))))
     host_ms, macs_ms = table.predict_keys(keys), MacsLatency().predict_keys(keys)
     for phone_budget in (macs_ms * 10, macs_ms / 10):  # the phone loose, then binding
         worst = WorstCasePredictor(

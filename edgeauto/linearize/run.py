@@ -23,7 +23,6 @@ from typing import Any
 from torch import nn
 
 from edgeauto.config import RunConfig
-from edgeauto.data import load_dataset
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.fileio import write_json, write_text
@@ -31,8 +30,7 @@ from edgeauto.latency.key import OpKey
 from edgeauto.linearize.job import export_checked
 from edgeauto.linearize.snl import SNLConfig, count_macs, count_relus, linearize, relu_cost
 from edgeauto.progress import NullReporter, Reporter
-from edgeauto.rundir import RunDir, release
-from edgeauto.spaces import get_space
+from edgeauto.rundir import release
 from edgeauto.spaces.modules import block_for_key
 
 #: the search may pick archs with up to this many times the budget's ReLUs; SNL cuts the rest
@@ -69,11 +67,8 @@ def run_private(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, A
             f"device {profile.name} with relu_budget {cfg.relu_budget}: a ReLU budget needs a "
             "device with cost_model: relu-count and --relu-budget N"
         )
-    rd = RunDir(cfg.out)
     try:
-        rd.start(cfg.resume, cfg.to_json())
-        data = load_dataset(cfg.dataset, seed=cfg.seed)
-        space = get_space(cfg.space, data.input_shape, data.num_classes)
+        rd, data, space = pipeline.open_run(cfg)
         rd.write_json("config.json", cfg.to_json())
         ctx = pipeline.Context(
             cfg, rd, reporter or NullReporter(), profile, data, space, None, None
@@ -81,8 +76,8 @@ def run_private(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, A
         cost = ReluCost(profile.flop_weight)
         floor = cost.predict_keys(space.blocks(space.cheapest(cost.block_ms)))
         arch = pipeline.search_stage(ctx, cost, max(SNL_HEADROOM * cfg.relu_budget, floor))
-        model = pipeline._build(ctx, arch)
-        trained = pipeline._train_stage(ctx, model, "train", cfg.epochs)
+        model = pipeline.build_model(ctx, arch)
+        trained = pipeline.train_stage(ctx, model, "train", cfg.epochs)
         return _linearize_and_export(ctx, model, arch, trained)
     finally:
         release(cfg.out)
