@@ -132,6 +132,13 @@ def run(
             "or joint (widths searched at the budget)."
         ),
     ] = "search-then-compress",
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="fresh (time whole networks near the budget now, on a local device) or "
+            "history (earlier runs' verified artifacts)."
+        ),
+    ] = "fresh",
     criterion: Annotated[
         str,
         typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
@@ -187,7 +194,7 @@ def run(
             epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
-            mode=mode,
+            mode=mode, calibration=calibration,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
             also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
         )  # fmt: skip

@@ -18,14 +18,16 @@ def _positive(name: str, value: float, integer: bool = False) -> None:
 
 
 MODES = ("search-then-compress", "joint")
+CALIBRATIONS = ("fresh", "history")  # where a run's latency calibration factor comes from
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one ``edgeauto run`` needs. Defaults are the ``make run`` job.
 
-    ``search_headroom`` lets the search consider archs up to that factor over the budget;
-    compression then prunes the winner down to the budget, so both stages do work. That is
+    ``search_headroom`` lets the search consider archs up to that factor over the budget
+    (sampling first in the band above the budget); compression then prunes the winner down
+    to the budget, so both stages do work. That is
     ``mode="search-then-compress"``; ``mode="joint"`` searches at the budget itself, the
     per-stage widths (the channel counts pruning would choose) being choices of the search,
     and compression only corrects a model the device measures over budget.
@@ -36,6 +38,8 @@ class RunConfig:
     (peak activation memory, estimated from the graph) bound the model besides latency.
     ``int8`` also writes a full-integer ``model_int8.tflite`` (post-training quantization
     calibrated on training inputs), checked against float32 and timed beside it.
+    ``calibration``: ``"fresh"`` times a few whole networks near the budget when the run
+    starts (a local device), ``"history"`` uses earlier runs' verified artifacts.
     ``inherit_weights`` starts training from the supernet's weights (``dnas`` only) instead of
     from scratch.
     ``also`` lists further ``(device, latency_ms)`` pairs the same model must meet
@@ -64,6 +68,9 @@ class RunConfig:
     finetune_epochs: int = 2
     search_headroom: float = 1.25
     mode: str = "search-then-compress"
+    # "fresh": a local device is timed on whole networks near the budget when the run starts;
+    # "history": the factor of earlier runs' verified artifacts (what a remote device gets)
+    calibration: str = "fresh"
     tolerance: float = 0.10
     parity_samples: int = 32
     measure_runs: int = 200
@@ -106,6 +113,11 @@ class RunConfig:
         if self.mode not in MODES:
             raise ConfigError(
                 f"mode must be one of {', '.join(MODES)}, got {self.mode!r}; fix --mode"
+            )
+        if self.calibration not in CALIBRATIONS:
+            raise ConfigError(
+                f"calibration must be one of {', '.join(CALIBRATIONS)}, got "
+                f"{self.calibration!r}; fix --calibration"
             )
         if self.search_headroom < 1.0:
             raise ConfigError(f"search_headroom must be >= 1.0, got {self.search_headroom}")

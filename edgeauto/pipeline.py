@@ -38,6 +38,7 @@ from edgeauto.latency.calibration import (
     fit_emulation,
     record_verification,
 )
+from edgeauto.latency.fresh import FreshCalibration, measure_calibration
 from edgeauto.latency.importers import usable_imported
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
@@ -69,6 +70,7 @@ from edgeauto.spaces.base import Arch
 from edgeauto.train import EpochCheckpoint, TrainConfig, accuracy, fit
 from edgeauto.version import __version__
 
+VERIFY_ROUNDS = 5
 INHERITED = "checkpoints/inherited.pt"  # supernet weights of the searched arch (dnas)
 
 
@@ -177,6 +179,35 @@ def setup(cfg: RunConfig, reporter: Reporter) -> Context:
     return ctx
 
 
+def calibrate_devices(ctx: Context) -> None:
+    """:func:`calibrate_stage` for the run's device and, with ``--one-model``, each other."""
+    assert ctx.predictor is not None  # a searched space always has a predictor
+    members = ctx.worst.members if ctx.worst else [
+        Member(ctx.profile, ctx.cfg.latency_ms, ctx.predictor)
+    ]  # fmt: skip
+    for member in members:
+        calibrate_stage(ctx, member)
+
+
+def calibrate_stage(ctx: Context, member: Member) -> None:
+    """With ``calibration="fresh"`` and a device this machine can time, set the device's
+    calibration factor from whole networks timed now (:mod:`edgeauto.latency.fresh`); a
+    resumed run reuses the recorded factor, so that it predicts as the interrupted one did."""
+    predictor, name = member.predictor, member.profile.name
+    if ctx.cfg.calibration != "fresh" or predictor.timer is None or ctx.space is None:
+        return
+    recorded = (ctx.resumed("calibrate") or {}).get(name)
+    if recorded is not None:
+        fresh = FreshCalibration.from_json(recorded)
+    else:  # a few seconds, without a progress line: any input error must stay one line
+        fresh = measure_calibration(
+            predictor, ctx.space, ctx.data.input_shape, member.budget_ms, ctx.cfg.seed
+        )
+        done = ctx.rd.stages().get("calibrate", {})
+        ctx.rd.record("calibrate", {**done, name: fresh.to_json()})
+    predictor.recalibrate(fresh.factor, "fresh")
+
+
 def open_run(cfg: RunConfig) -> tuple[RunDir, Dataset, SearchSpace]:
     """Lock and start the run directory (checking a resumed config), load data and space."""
     rd = RunDir(cfg.out)
@@ -209,7 +240,10 @@ def search_stage(
     :mod:`edgeauto.linearize.run`); the caller then checks feasibility itself.
     """
     if done := ctx.resumed("search"):
-        return _recorded_arch(ctx, done)
+        arch = _recorded_arch(ctx, done)
+        if aim is None:
+            calibrate_devices(ctx)  # the recorded factors: predictions as the first time
+        return arch
     cfg = ctx.cfg
     preload(cfg.dataset, cfg.seed, ctx.data)  # the objective finds the loaded data here
     objective = TrainObjective(
@@ -223,15 +257,17 @@ def search_stage(
         ctx.space, aim or ctx.latency, budget or cfg.latency_ms * cfg.headroom, evaluate,
         trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
         data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
+        floor_ms=cfg.latency_ms if aim is None and cfg.headroom > 1.0 else 0.0,
     )  # fmt: skip
-    if aim is None:
-        problem.check_feasible(cfg.latency_ms)
     if cfg.inherit_weights and not hasattr(STRATEGIES.get(cfg.strategy), "weights_for"):
         raise ConfigError(
             f"--inherit-weights needs a strategy that trains a supernet (dnas), not "
             f"{cfg.strategy}; drop the flag or use --strategy dnas"
         )
     TrialJournal(ctx.rd).load()  # a damaged journal fails here, before the progress bar
+    if aim is None:  # after the checks of the inputs (a bad one costs no timing), before
+        calibrate_devices(ctx)  # the budget's feasibility, which is judged calibrated
+        problem.check_feasible(cfg.latency_ms)
     strategy = STRATEGIES.get(cfg.strategy)(problem)
     with ctx.reporter.task(f"search ({cfg.strategy}, {cfg.trials} trials)", cfg.trials) as task:
 
@@ -308,9 +344,12 @@ def train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> floa
 def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]:
     """Prune a copy of ``model`` until it meets the budget; the pruned model and its plan.
 
-    Pruning aims at the predicted latency; on a local device the whole pruned model is then
-    measured and, if over budget, pruning goes on towards a target lowered by the miss. The
-    measured-fastest state is kept, so a calibration that backfires cannot end worse.
+    On a device this machine can time, the unpruned model is measured whole first and the
+    predicted cost rescaled to it, so pruning aims at the measured latency (a little under the
+    budget: :data:`edgeauto.compress.calibrate.LANDING`); the pruned model is measured and,
+    if over budget, pruning goes on towards a target lowered by the miss. The measured-fastest
+    state is kept, so a calibration that backfires cannot end worse. A remote device is
+    pruned on the calibrated prediction alone.
     """
     shape = ctx.data.input_shape
     if done := ctx.resumed("prune"):
@@ -324,11 +363,7 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     measure = (lambda m: _measure_whole(ctx, m)) if ctx.whole_timer else None
     title = f"pruning ({cfg.allocation}, {cfg.criterion}) to {cfg.latency_ms:g} ms"
     with ctx.reporter.task(title, MAX_CALIBRATIONS) as task:
-        # a user model's per-layer sum is uncalibrated; a block table is calibrated already
-        model, plan = prune_measured(
-            pruner, model, problem, measure, lambda n: _pruned(task, n),
-            scale=ctx.cost is not None,
-        )  # fmt: skip
+        model, plan = prune_measured(pruner, model, problem, measure, lambda n: _pruned(task, n))
     ctx.rd.record("prune", {"plan": plan.to_json()})
     kill_point("prune")
     return model, plan
@@ -447,6 +482,14 @@ def measure_stage(
     return stats
 
 
+def verify_counts(runs: int) -> tuple[int, int, int]:
+    """(runs, warmup, rounds) of a verification: ``runs`` split over :data:`VERIFY_ROUNDS`
+    fresh sessions, so that one session slowed by other load is dropped
+    (:meth:`LatencyStat.from_rounds`) rather than taken for the device's speed."""
+    per_round = max(20, runs // VERIFY_ROUNDS)
+    return per_round, max(10, per_round // 2), VERIFY_ROUNDS
+
+
 def _measure_on_device(
     ctx: Context, artifacts: dict[str, Path], update: Callable[[int, int], None]
 ) -> dict[str, LatencyStat]:
@@ -463,7 +506,7 @@ def _measure_on_device(
         info = runner.describe()
         for i, name in enumerate(order, 1):
             try:
-                stats[name] = runner.measure(artifacts[name], p.threads, runs, max(20, runs // 4))
+                stats[name] = runner.measure(artifacts[name], p.threads, *verify_counts(runs))
             except RunnerError as exc:
                 if name == p.runtime or p.connection.kind == "local":
                     raise
@@ -497,7 +540,7 @@ def _emulate(
     finally:
         timer.close()
     fit = fit_emulation(ctx.table, host_table)
-    host_stat = get_runtime(rt).measure(artifacts[rt], host.threads, runs, max(20, runs // 4))
+    host_stat = get_runtime(rt).measure(artifacts[rt], host.threads, *verify_counts(runs))
     emulation = {
         "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
         "host_threads": host.threads, "host_ms": host_stat.median_ms,
@@ -527,9 +570,11 @@ def _record_history(
         ctx.table, sha256_file(artifacts[rt]), predicted, stats[rt].median_ms, signature
     )
     ctx.measurement["calibration"] = {
-        "used": ctx.predictor.calibration, "history": len(ctx.table.history),
-        "next": calibration_factor(ctx.table, signature),
+        "used": ctx.predictor.calibration, "source": ctx.predictor.calibration_source,
+        "history": len(ctx.table.history), "next": calibration_factor(ctx.table, signature),
     }  # fmt: skip
+    if fresh := (ctx.rd.stages().get("calibrate") or {}).get(ctx.profile.name):
+        ctx.measurement["calibration"]["fresh_networks"] = fresh["archs"]
 
 
 def measure_torch(model: nn.Module, shape: tuple[int, ...], threads: int, runs: int) -> LatencyStat:
@@ -625,7 +670,7 @@ def _device_verdict(
                            "predicted_ms": member.predictor.predict_keys(keys)}  # fmt: skip
     try:
         with get_runner(p) as runner:
-            stat = runner.measure(artifacts[p.runtime], p.threads, runs, max(20, runs // 4))
+            stat = runner.measure(artifacts[p.runtime], p.threads, *verify_counts(runs))
     except RunnerError as exc:  # out of reach: say so, judge by the prediction
         ok = doc["predicted_ms"] <= limit
         return {**doc, "measured_ms": None, "measured_on": "unreachable", "error": str(exc),

@@ -52,9 +52,15 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
         lines.append(f"Not timed on the device: {name} ({why}).")
     cal = lat.get("calibration")
     if cal:
+        how = (
+            f"timed on {len(cal.get('fresh_networks', []))} whole networks when the run started"
+            if cal.get("source") == "fresh"
+            else "from the table's history"
+        )
         lines.append(
-            f"Calibration: x{cal['used']:.3f} applied to predictions; {cal['history']} verified "
-            f"artifacts in the table's history, next runs use x{cal['next']:.3f}."
+            f"Calibration: x{cal['used']:.3f} applied to predictions ({how}); "
+            f"{cal['history']} verified artifacts in the table's history, whose factor is now "
+            f"x{cal['next']:.3f}."
         )
     return ["", *lines] if lines else []
 
@@ -66,6 +72,11 @@ def _pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
         f"({plan.get('allocation', 'uniform')} allocation, {plan['criterion']} criterion): "
         f"{plan.get('status', 'met')}; {plan.get('message', '')}",
     ]
+    if plan.get("scale", 1.0) != 1.0:
+        lines.append(
+            f"  - costs below are predictions x{plan['scale']:.3f}, the unpruned model's "
+            "measured / predicted latency"
+        )
     for step in plan["steps"][1:]:
         lines.append(f"  - step {step['step']}: {step.get('action', '')} -> {step['cost']:.4g}")
     if acc.get("val_scratch") is not None:

@@ -58,15 +58,15 @@ class Runtime(abc.ABC):
     def measure(
         self, path: Path, threads: int, runs: int, warmup: int, rounds: int = 1
     ) -> LatencyStat:
-        """Median/p90 of batch-1 inferences on random input, pooled over ``rounds`` sessions.
+        """Median/p90 of batch-1 inferences on random input, pooled over the undisturbed of
+        ``rounds`` sessions (:meth:`LatencyStat.from_rounds`).
 
         Each round loads a fresh session and times ``runs`` runs after ``warmup``. Pooling
         rounds matters for blocks of ~10 us: one session's memory layout can sit 20% off.
         """
-        samples: list[float] = []
-        for _ in range(rounds):
-            samples += self.sample(path, threads, runs, warmup)
-        return LatencyStat.from_samples(samples)
+        return LatencyStat.from_rounds(
+            [self.sample(path, threads, runs, warmup) for _ in range(rounds)]
+        )
 
     def sample(self, path: Path, threads: int, runs: int, warmup: int) -> list[float]:
         """One round: a fresh session, ``warmup`` untimed runs, then ``runs`` timed ones (ms).

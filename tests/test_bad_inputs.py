@@ -196,6 +196,8 @@ CASES = [
     Bad("cli-unknown-command", _cli("serch"), "UsageError", ("No such command 'serch'",)),
     Bad("cli-missing-argument", _cli("devices", "show"), "UsageError",
         ("Missing argument 'name'", "devices show --help")),
+    Bad("cli-run-bad-calibration", _cli("run", "--calibration", "always", "--out", "TMP/o"),
+        "ConfigError", ("calibration must be one of fresh, history", "--calibration")),
     Bad("cli-search-bad-budget", _cli("search", "--latency-ms", "-2", "--out", "TMP/s"),
         "ConfigError", ("latency_ms must be a positive number", "--latency-ms")),
     # -- device profiles

@@ -297,7 +297,7 @@ def test_reachable_ssh_device_is_timed_there(micro_tables: Path, tmp_path: Path)
     assert len(history) == 1 and history[0].measured_ms == pytest.approx(m.measured_ms)
     assert history[0].predicted_ms == pytest.approx(m.predicted_ms)  # calibration was 1.0
     assert history[0].predictor == lat["predictor"]["signature"] == "fusion"
-    assert lat["calibration"] == {"used": 1.0, "history": 1, "next": 1.0}
+    assert lat["calibration"] == {"used": 1.0, "source": "history", "history": 1, "next": 1.0}
     assert json.loads(json.dumps(m.data)) == m.data
 
 
@@ -339,7 +339,8 @@ def test_remote_device_times_what_it_can(
     )  # no block table: nothing to calibrate
     artifacts = {"litert": tmp_path / "m.tflite", "onnxruntime": tmp_path / "m.onnx"}
     stats = pipeline.measure_stage(ctx, torch.nn.Identity(), artifacts)
-    assert stats == {"litert": LatencyStat(0.098, 0.12, 30)}
+    runs, _warmup, _rounds = pipeline.verify_counts(30)  # 30 runs split over rounds
+    assert stats == {"litert": LatencyStat(0.098, 0.12, runs)}
     assert _StubPhone.calls == [".tflite", ".onnx"]  # the profile's runtime first
     m = ctx.measurement
     assert m["measured_on"] == "device" and m["cpu"] == "Stub Phone (gs201)"

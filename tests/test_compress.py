@@ -25,12 +25,13 @@ from edgeauto.compress import (
     get_criterion,
     list_criteria,
 )
+from edgeauto.compress.calibrate import LANDING, prune_measured
 from edgeauto.compress.graph import build_graph, depth_candidates, prunable_groups
 from edgeauto.compress.scratch import recalibrate_bn, reinitialize
 from edgeauto.errors import ConfigError
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, local_timer
-from edgeauto.latency.table import LatencyTable
+from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.spaces import get_space
 from edgeauto.train import TrainConfig, accuracy, fit
 
@@ -379,3 +380,31 @@ def test_pruning_multiple_follows_the_isa() -> None:
     assert load_profile("raspberry-pi-4").pruning_multiple == 8
     pi = load_profile("raspberry-pi-4")
     assert pi.model_copy(update={"channel_multiple": 4}).pruning_multiple == 4
+
+
+def test_prune_measured_lands_on_the_measured_budget(micro_space, trained_micro, digits) -> None:
+    """The table (MACs here) says 1x, the device 1.6x: pruning rescales the cost to the
+    unpruned model's measurement and lands just under the measured budget, where pruning to
+    the table's number would have been 1.6x over it."""
+    model = build_trained(micro_space, trained_micro)
+    cost = _macs(DIGITS_SHAPE)
+
+    def device(m: nn.Module) -> float:  # a deterministic stand-in for a slower device
+        return 1.6 * cost(m)
+
+    start, budget = device(model), 0.7 * device(model)
+    pruner = PRUNERS.get("netadapt")("l1", PruneConfig(round_to=1))
+    problem = PruneProblem(DIGITS_SHAPE, cost, budget, digits, "MACs")
+    kept, plan = prune_measured(pruner, model, problem, device)
+    assert plan.scale == pytest.approx(1.6) and plan.steps[0].cost == pytest.approx(start)
+    assert plan.budget == budget and plan.status == "met", plan.message
+    assert 0.85 * budget <= device(kept) <= LANDING * budget * 1.0001, plan.steps
+    assert PruningPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_from_rounds_drops_a_disturbed_round() -> None:
+    quiet, slow = [0.100] * 50, [0.141] * 50  # a session slowed by other load (+41%)
+    stat = LatencyStat.from_rounds([quiet, slow, quiet])
+    assert (stat.median_ms, stat.runs) == (0.100, 100)
+    near = LatencyStat.from_rounds([[0.100] * 10, [0.105] * 10])  # within 10%: both kept
+    assert near.runs == 20 and near.p90_ms == 0.105

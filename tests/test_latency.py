@@ -229,7 +229,8 @@ def test_micro_table_stats_are_sane(micro_table: LatencyTable) -> None:
     for key, stat in micro_table.entries.items():
         assert stat.median_ms > 0, key
         assert stat.p90_ms >= stat.median_ms, key
-        assert stat.runs == micro_table.provenance.runs
+        # whole rounds; a round disturbed by other load is dropped (LatencyStat.from_rounds)
+        assert 0 < stat.runs <= micro_table.provenance.runs, key
         assert stat.median_ms < 50, f"{key.describe()} took {stat.median_ms} ms: not a micro block"
 
 
@@ -297,7 +298,8 @@ def test_measuring_predictor_adds_missing_key(tables_copy: Path, host_profile, m
     assert pruned in table.entries
     stat = table.entries[pruned]
     assert 0 < stat.median_ms <= stat.p90_ms
-    assert stat.runs == settings.runs * settings.rounds
+    # whole rounds, a disturbed one dropped (LatencyStat.from_rounds)
+    assert stat.runs % settings.runs == 0 and stat.runs <= settings.runs * settings.rounds
     assert ms == pytest.approx(table.predict_keys(keys))
     # saved to the table's file, so later runs predict it from measurement
     assert LatencyTable.load(path).entries[pruned] == stat

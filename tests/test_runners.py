@@ -283,7 +283,8 @@ def test_cli_profile_over_ssh_with_host_override(sshd, ssh_keys, tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     after = LatencyTable.load(target)
     assert set(after.entries) == space.all_keys()
-    assert all(after.entries[k].runs == ProfileSettings().runs * 3 for k in todo)
+    runs = ProfileSettings().runs  # whole rounds of it, a disturbed round dropped
+    assert all(after.entries[k].runs in (runs, 2 * runs, 3 * runs) for k in todo)
     # an unreachable override with a key to measure: one line, exit 2, the table untouched
     del after.entries[todo[0]]
     after.save()
@@ -381,7 +382,7 @@ def test_local_runner_measures_both_runtimes(tmp_path: Path) -> None:
     onnx_path, tflite = small_artifacts(tmp_path)
     with get_runner(load_profile("host")) as runner:
         stats = runner.measure_many([onnx_path, tflite], threads=1, runs=20, warmup=2, rounds=2)
-        assert [s.runs for s in stats] == [40, 40]
+        assert all(s.runs in (20, 40) for s in stats)  # 2 rounds of 20, unless one was disturbed
         with pytest.raises(RunnerError, match=r"suffix '.pt'"):
             runner.measure(tmp_path / "m.pt", threads=1, runs=5, warmup=1)
 

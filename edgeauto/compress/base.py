@@ -88,6 +88,9 @@ class PruningPlan:
     calibrations: list[tuple[float, float]] = field(default_factory=list)
     status: str = "met"
     message: str = ""
+    # the cost of every step was multiplied by this (whole model measured / predicted, before
+    # pruning: :func:`edgeauto.compress.calibrate.prune_measured`); 1.0 when not measured
+    scale: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +99,7 @@ class PruningPlan:
             "ops": [op.to_json() for op in self.ops],
             "steps": [vars(s) for s in self.steps],
             "calibrations": [{"target": t, "measured": m} for t, m in self.calibrations],
+            "scale": self.scale,
         }  # fmt: skip
 
     @classmethod
@@ -106,7 +110,7 @@ class PruningPlan:
                 data.get("unit", "ms"), [PruneOp.from_json(o) for o in data["ops"]],
                 [PruneStep(**s) for s in data.get("steps", [])],
                 [(float(c["target"]), float(c["measured"])) for c in data.get("calibrations", [])],
-                data.get("status", "met"), data.get("message", ""),
+                data.get("status", "met"), data.get("message", ""), float(data.get("scale", 1.0)),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(

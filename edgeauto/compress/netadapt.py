@@ -38,6 +38,11 @@ from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.train import TrainConfig, fit
 
+# On the last step, proposals that land within this share of the budget are preferred: the
+# loss-per-cost-saved score favours big cuts (removing a whole block), which would leave the
+# model far below a budget it could have used.
+NEAR = 0.95
+
 
 @dataclass
 class Proposal:
@@ -116,6 +121,9 @@ class NetAdaptPruner(Pruner):
             p.loss = proxy_loss(recalibrate_bn(p.model, data.x_train[:n]), data, n)
         if not proposals:
             return None
+        if target <= problem.budget:  # the last step: do not cut far past the budget
+            near = [p for p in proposals if NEAR * problem.budget <= p.cost <= problem.budget]
+            proposals = near or proposals
         return min(proposals, key=lambda p: (p.loss - base) / (cost - p.cost))
 
     def _channel_proposals(

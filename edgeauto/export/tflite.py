@@ -72,10 +72,15 @@ def onnx_to_tflite_bytes(
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     import onnx2tf  # heavy imports: only when converting
     import tensorflow as tf
+    import tf_keras  # what onnx2tf builds its Keras model with
 
     with _onnx2tf_workdir() as work, _quiet():
         local = work / "model.onnx"  # onnx2tf may rewrite its input: give it a copy
         shutil.copyfile(onnx_path, local)
+        # Keras numbers its layers process-wide (model_93/tf.math.add_138) and the names go
+        # into the file: without a fresh session the same model converts to a different size
+        # and hash depending on how many models this process converted before
+        tf_keras.backend.clear_session()
         try:
             keras_model = onnx2tf.convert(
                 input_onnx_file_path=str(local), output_folder_path=str(work / "out"),

@@ -41,6 +41,11 @@ class MeasuringPredictor:
             if calibration is None
             else calibration
         )
+        self.calibration_source = "history" if calibration is None else "given"
+
+    def recalibrate(self, factor: float, source: str) -> None:
+        """Use ``factor`` from now on (a run sets it once, before its first prediction)."""
+        self.calibration, self.calibration_source = factor, source
 
     def _ensure(self, keys: Iterable[OpKey]) -> None:
         missing = self.table.missing(keys)
@@ -68,5 +73,5 @@ class MeasuringPredictor:
         """Which model and calibration factor produced this run's predictions."""
         return {
             **self.model.to_json(), "signature": self.model.signature(),
-            "calibration": self.calibration,
+            "calibration": self.calibration, "calibration_source": self.calibration_source,
         }  # fmt: skip

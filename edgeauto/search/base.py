@@ -54,6 +54,9 @@ class SearchProblem:
     profile: DeviceProfile | None = None
     data: Dataset | None = None
     limits: Limits | None = None
+    # search-then-compress aims above the budget it prunes to: archs predicted below
+    # ``floor_ms`` fit, but sampling and mutation prefer the band [floor_ms, budget_ms]
+    floor_ms: float = 0.0
 
     def predict(self, arch: Arch) -> float:
         return self.latency.predict_keys(self.space.blocks(arch))
@@ -63,6 +66,10 @@ class SearchProblem:
         if self.predict(arch) > self.budget_ms:
             return False
         return self.limits is None or not self.limits.violations(estimate(self.space.blocks(arch)))
+
+    def aims(self, arch: Arch) -> bool:
+        """:meth:`fits`, and predicted at or above ``floor_ms``."""
+        return self.fits(arch) and self.predict(arch) >= self.floor_ms
 
     def check_feasible(self, budget_ms: float | None = None) -> Arch:
         """The cheapest arch; :class:`BudgetInfeasible` when even it exceeds the budget."""
@@ -204,20 +211,27 @@ class Strategy(abc.ABC):
         return self.result
 
     def sample_feasible(self, tries: int = 2000) -> Arch:
-        """Rejection-sample the space; fall back to walks from the cheapest arch."""
-        for _ in range(tries):
+        """Rejection-sample the space, in the problem's band for the first half of the tries
+        (:meth:`SearchProblem.aims`); fall back to walks from the cheapest arch."""
+        for i in range(tries):
             arch = self.problem.space.sample(self.rng)
-            if self.problem.fits(arch):
+            if self._accept(arch, i, tries):
                 return arch
         return self.mutate_feasible(self.cheapest)
 
     def mutate_feasible(self, parent: Arch, tries: int = 200) -> Arch:
-        """A feasible mutation of ``parent`` (``parent`` itself if none is found)."""
-        for _ in range(tries):
+        """A feasible mutation of ``parent``, in the band if one is found in the first half of
+        the tries (``parent`` itself if none fits)."""
+        for i in range(tries):
             child = self.problem.space.mutate(parent, self.rng)
-            if self.problem.fits(child):
+            if self._accept(child, i, tries):
                 return child
         return parent
+
+    def _accept(self, arch: Arch, attempt: int, tries: int) -> bool:
+        if self.problem.floor_ms > 0 and attempt < tries // 2:
+            return self.problem.aims(arch)
+        return self.problem.fits(arch)
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

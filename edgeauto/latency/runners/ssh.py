@@ -163,7 +163,7 @@ class SshRunner(Runner):
         staged = {f"m{i}{Path(a).suffix}": Path(a) for i, a in enumerate(artifacts)}
         args = ["time", "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
         answer = self.call([*args, "--rounds", str(rounds), *staged], staged)
-        return self._stats(answer, list(staged))
+        return self._stats(answer, list(staged), runs)
 
     # -- errors ----------------------------------------------------------------------------
     def _missing_runtime(self, what: str) -> str:
@@ -194,14 +194,15 @@ class SshRunner(Runner):
             )
         return f"timing on {self.target} failed (exit {rc}): {_last_line(stderr)}"
 
-    def _stats(self, answer: dict[str, Any], names: list[str]) -> list[LatencyStat]:
+    def _stats(self, answer: dict[str, Any], names: list[str], runs: int) -> list[LatencyStat]:
+        """One stat per file; the samples arrive round after round, ``runs`` per round."""
         results = answer.get("results")
         if not isinstance(results, list) or [r.get("file") for r in results] != names:
             raise RunnerError(
                 f"the timing script on {self.target} answered for other files than sent; "
                 "check that nothing else writes into connection.workdir"
             )
-        return [LatencyStat.from_samples(r["samples_ms"]) for r in results]
+        return [LatencyStat.from_rounds(_chunks(r["samples_ms"], runs)) for r in results]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -260,3 +261,7 @@ def explain_ssh_failure(target: str, stderr: str, known_hosts: Path, port: int) 
         f"cannot reach {target} over SSH ({_last_line(stderr)}); check that the board is on "
         "and runs sshd, and that host and port are right (--host user@host:port)"
     )
+
+
+def _chunks(samples: list[float], size: int) -> list[list[float]]:
+    return [samples[i : i + size] for i in range(0, len(samples), size)]
