@@ -8,9 +8,18 @@ from __future__ import annotations
 
 
 class EdgeAutoError(Exception):
-    """Base of every error edgeauto raises on purpose."""
+    """Base of every error edgeauto raises on purpose.
+
+    A message is one line whatever it quotes: a line break inside a quoted value (a JSON key,
+    a file name) is written as ``\\n``.
+    """
 
     exit_code: int = 2
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (args[0].replace("\r", "\\r").replace("\n", "\\n"),)
+        super().__init__(*args)
 
 
 class ConfigError(EdgeAutoError):

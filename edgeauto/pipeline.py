@@ -346,10 +346,9 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
 
     On a device this machine can time, the unpruned model is measured whole first and the
     predicted cost rescaled to it, so pruning aims at the measured latency (a little under the
-    budget: :data:`edgeauto.compress.calibrate.LANDING`); the pruned model is measured and,
-    if over budget, pruning goes on towards a target lowered by the miss. The measured-fastest
-    state is kept, so a calibration that backfires cannot end worse. A remote device is
-    pruned on the calibrated prediction alone.
+    budget: :data:`edgeauto.compress.calibrate.LANDING`); the pruned model is measured, and
+    a miss either way re-aims pruning (:func:`edgeauto.compress.calibrate.prune_measured`).
+    A remote device is pruned on the calibrated prediction alone.
     """
     shape = ctx.data.input_shape
     if done := ctx.resumed("prune"):

@@ -46,13 +46,12 @@ def prune_measured(
     problem: PruneProblem,
     measure: Callable[[nn.Module], float] | None,
     on_attempt: Callable[[int], None] | None = None,
-    scale: bool = True,
 ) -> tuple[nn.Module, PruningPlan]:
     """Prune ``model`` (in place) until ``measure(model)`` lands in :data:`ACCEPT` of
     ``problem.budget``, in at most :data:`MAX_CALIBRATIONS` attempts.
 
-    With ``scale`` the cost is first multiplied by the unpruned model's measured / predicted
-    ratio (``plan.scale``), so pruning aims at the real latency from the start, whatever the
+    The cost is first multiplied by the unpruned model's measured / predicted ratio
+    (``plan.scale``), so pruning aims at the real latency from the start, whatever the
     table's calibration; each attempt aims at :data:`LANDING` of the budget, corrected by the
     misses before it (``plan.calibrations``). Returns the kept model (``model`` itself or a
     copy of another measured state) and its plan. Without ``measure`` (a device that cannot
@@ -62,9 +61,8 @@ def prune_measured(
     if measure is None:
         return model, pruner.prune(model, problem, plan)
     original = copy.deepcopy(model)
-    if scale:
-        plan.scale = measure(model) / problem.cost(model)
-        problem = _scaled(problem, plan.scale)
+    plan.scale = measure(model) / problem.cost(model)
+    problem = _scaled(problem, plan.scale)
     budget = problem.budget
     aim = target = budget * LANDING
     tried: list[tuple[float, nn.Module, dict]] = []
