@@ -32,7 +32,7 @@ import torch
 
 from edgeauto.data import Dataset
 from edgeauto.devices.profile import load_profile
-from edgeauto.pipeline import open_table
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.progress import RichReporter
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.dnas import DNAS, DNASConfig

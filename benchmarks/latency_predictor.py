@@ -35,6 +35,8 @@ from edgeauto.data import dataset_shape
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import get_runtime
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.fusion import (
     FusionResidual,
     Score,
@@ -43,9 +45,7 @@ from edgeauto.latency.fusion import (
     list_predictors,
 )
 from edgeauto.latency.table import LatencyStat, LatencyTable, WholeModelRun
-from edgeauto.pipeline import open_table
 from edgeauto.progress import RichReporter
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import Arch, SearchSpace, get_space
 
 RUNTIMES = ("litert", "onnxruntime")

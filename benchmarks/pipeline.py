@@ -31,8 +31,8 @@ from torch import nn
 import edgeauto
 from edgeauto.data import load_dataset
 from edgeauto.devices.profile import load_profile
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.profiler import ProfileSettings, make_timer
-from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import get_space
 from edgeauto.train import TrainConfig, accuracy, fit

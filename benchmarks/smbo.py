@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from edgeauto.devices.profile import load_profile
+from edgeauto.jobs.pipeline import open_table
+from edgeauto.jobs.search import zero_cost_spearman
 from edgeauto.latency.fusion import spearman
-from edgeauto.pipeline import open_table
 from edgeauto.progress import RichReporter
 from edgeauto.rundir import RunDir
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.executors import RayExecutor
-from edgeauto.search.job import zero_cost_spearman
 from edgeauto.search.objective import ZERO_COST_SAMPLES, TrainObjective, cached_dataset
 from edgeauto.search.smbo import ProgressiveSMBO
 from edgeauto.search.study import TrialJournal, run_study

@@ -35,9 +35,9 @@ from torch import nn
 
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import write_json
-from edgeauto.runtimes import get_runtime
 from edgeauto.sparse import SparseConfig, get_sparse_method, list_sparse_methods
 from edgeauto.sparse.models import map_pool, mlp, small_cnn
 from edgeauto.train import TrainConfig, accuracy, fit

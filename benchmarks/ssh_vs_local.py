@@ -42,7 +42,7 @@ def build(
 
 def warm_up_conversion() -> None:
     from edgeauto.export.onnx import export_onnx
-    from edgeauto.runtimes import get_runtime
+    from edgeauto.export.runtimes import get_runtime
     from edgeauto.spaces.modules import Stem
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,6 @@ from edgeauto.compress import (
     list_criteria,
     list_pruners,
 )
-from edgeauto.compression import compress
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
@@ -29,13 +28,14 @@ from edgeauto.errors import (
     UnknownComponent,
     VerificationFailed,
 )  # fmt: skip
-from edgeauto.latency.key import OpKey
+from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
+from edgeauto.jobs.compress import compress
+from edgeauto.jobs.pipeline import run
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.manifest import Manifest
-from edgeauto.pipeline import run
-from edgeauto.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.search import STRATEGIES, SearchProblem, SearchResult, Strategy, list_strategies
 from edgeauto.spaces import SPACES, Arch, Choice, SearchSpace, get_space, list_spaces
+from edgeauto.spaces.key import OpKey
 from edgeauto.sparse import SPARSE_METHODS, SparseConfig, get_sparse_method, list_sparse_methods
 from edgeauto.version import __version__
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
+from edgeauto.spaces.key import OpKey
 
 FP32_BYTES = 4
 #: a TFLite flatbuffer holds the weights plus a small graph; measured for fbnet-lite (~12 kB)

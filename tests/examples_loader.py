@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch import nn
 
-from edgeauto.compression import load_user_model
 from edgeauto.data import Dataset
+from edgeauto.jobs.compress import load_user_model
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "custom_cnn.py"
 

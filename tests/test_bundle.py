@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import edgeauto
-from edgeauto.runtimes import get_runtime
+from edgeauto.export.runtimes import get_runtime
 
 LOCK = Path(__file__).resolve().parents[1] / "requirements" / "lock.txt"
 
@@ -131,7 +131,7 @@ def test_report_html_is_self_contained_with_pareto_and_breakdown(run_dir: Path) 
 
 
 def test_markdown_subset_to_html(tmp_path: Path) -> None:
-    from edgeauto.report_html import markdown_to_html
+    from edgeauto.report.html import markdown_to_html
 
     page = markdown_to_html(
         "# T <x>\n\n- a **b** `c`\n- d\n\n| h | i |\n|---|---:|\n| 1 | 2 |\n\n![p](none.png)\n",

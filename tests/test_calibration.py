@@ -22,11 +22,13 @@ import yaml
 from helpers import MICRO, largest_arch, micro_table_path, sample_archs
 
 import edgeauto
-from edgeauto import pipeline
 from edgeauto.config import RunConfig
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import get_runtime
+from edgeauto.jobs import pipeline
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.calibration import (
     MIN_ENTRIES,
     WINDOW,
@@ -40,10 +42,8 @@ from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
 from edgeauto.latency.runners import DeviceInfo, Runner
 from edgeauto.latency.table import LatencyStat, LatencyTable, Verification
-from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
 from edgeauto.rundir import RunDir
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import get_space
 from edgeauto.testing.sshd import ThrowawaySshd, free_port, keygen, sshd_unavailable
 

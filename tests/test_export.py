@@ -15,8 +15,8 @@ from helpers import DIGITS_SHAPE, build_trained
 from edgeauto.errors import ExportError, RunnerError
 from edgeauto.export.onnx import INPUT_NAME, OPSET, OUTPUT_NAME, export_onnx
 from edgeauto.export.parity import MAX_ABS_DIFF, check_parity
+from edgeauto.export.runtimes import get_runtime, list_runtimes
 from edgeauto.export.tflite import export_tflite
-from edgeauto.runtimes import get_runtime, list_runtimes
 from edgeauto.spaces import get_space
 
 

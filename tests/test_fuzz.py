@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from edgeauto.compress.base import PruneOp, PruneStep, PruningPlan
 from edgeauto.devices.profile import load_profile, profile_from_data, profiles_dir
 from edgeauto.errors import EdgeAutoError
-from edgeauto.latency.key import ACTIVATIONS, OpKey
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.manifest import Manifest
 from edgeauto.spaces.base import Arch, Choice
+from edgeauto.spaces.key import ACTIVATIONS, OpKey
 
 EXAMPLES = 200
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 
 from edgeauto.cli import app
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.devices.roofline import floor_ms, work
 from edgeauto.errors import ConfigError, TableImportError
 from edgeauto.fileio import sha256_file
 from edgeauto.latency.importers import (
@@ -29,11 +28,12 @@ from edgeauto.latency.importers import (
     parse_ofa_key,
     usable_imported,
 )
-from edgeauto.latency.key import OpKey
+from edgeauto.latency.roofline import floor_ms, work
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.search import STRATEGIES, SearchProblem
 from edgeauto.spaces import Arch, Choice, get_space
 from edgeauto.spaces.fbnet_cifar import FBNetCifarSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.mbv3 import OFAMobileNetV3Space
 
 NOTE10, PI4 = "samsung-note10", "raspberry-pi-4"

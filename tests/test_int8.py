@@ -15,8 +15,8 @@ from edgeauto.export.quantize import (
     check_int8,
     export_int8,
 )
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite, export_tflite_int8
-from edgeauto.runtimes import get_runtime
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from helpers import MICRO, largest_arch, micro_table_path
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
-from edgeauto.latency.key import OpKey
+from edgeauto.export.runtimes import get_runtime
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
     ProfileSettings,
@@ -24,9 +25,8 @@ from edgeauto.latency.profiler import (
 )
 from edgeauto.latency.store import has_table, table_path, tables_dir
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
-from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
-from edgeauto.runtimes import get_runtime
+from edgeauto.spaces.key import OpKey
 
 PROV = Provenance(
     device="host", cpu_model="test cpu", runtime="litert", runtime_version="0", threads=2,

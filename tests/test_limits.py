@@ -13,10 +13,10 @@ from torch import nn
 
 import edgeauto
 from edgeauto.errors import BudgetInfeasible, ConfigError
-from edgeauto.latency.key import OpKey
 from edgeauto.limits import Footprint, Limits, estimate, key_activation_values
 from edgeauto.search import STRATEGIES, SearchProblem
 from edgeauto.spaces import get_space
+from edgeauto.spaces.key import OpKey
 from edgeauto.testing.conformance import MacsLatency
 
 

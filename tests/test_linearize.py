@@ -16,9 +16,9 @@ from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.linearize import SNLConfig, count_relus, drop_relu_layers, linearize
 from edgeauto.linearize.snl import FixedMaskReLU, MaskedReLU, count_macs, relu_cost
-from edgeauto.runtimes import get_runtime
 from edgeauto.train import TrainConfig, fit
 
 SHAPE = (1, 8, 8)
@@ -125,7 +125,7 @@ def test_run_needs_the_right_budget_for_the_device(cli, tmp_path: Path) -> None:
 
 
 def test_relu_cost_of_a_key_is_the_built_blocks(micro_space) -> None:
-    from edgeauto.linearize.run import ReluCost
+    from edgeauto.jobs.private import ReluCost
     from edgeauto.spaces.modules import block_for_key
 
     cost = ReluCost(flop_weight=0.01)

@@ -61,7 +61,7 @@ def _ort_host(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_one_model_meets_every_devices_budget(cli, tmp_path: Path, micro_tables: Path) -> None:
     from edgeauto.devices.profile import load_profile
-    from edgeauto.pipeline import open_table
+    from edgeauto.jobs.pipeline import open_table
     from edgeauto.progress import NullReporter
     from edgeauto.spaces import Arch, get_space
 

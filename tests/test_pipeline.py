@@ -18,12 +18,12 @@ from edgeauto.compress import PruningPlan
 from edgeauto.compress.calibrate import ACCEPT, LANDING
 from edgeauto.devices.profile import load_profile
 from edgeauto.export.parity import MAX_ABS_DIFF
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.fileio import sha256_file
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.manifest import Manifest
-from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import Arch, get_space
 from edgeauto.train import accuracy
 

@@ -17,6 +17,8 @@ from helpers import MICRO, assert_one_line_error, micro_table_path, sample_archs
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import get_runtime
+from edgeauto.jobs.pipeline import open_table
 from edgeauto.latency.fusion import (
     FEATURES,
     MIN_TRAIN,
@@ -30,14 +32,12 @@ from edgeauto.latency.fusion import (
     cross_validated,
     get_predictor,
 )
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
 from edgeauto.latency.table import LatencyStat, LatencyTable, Verification, WholeModelRun
-from edgeauto.pipeline import open_table
 from edgeauto.progress import NullReporter
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import SearchSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import block_for_key
 
 FEW = ProfileSettings(runs=30, warmup=5, rounds=1)

@@ -9,7 +9,9 @@ import pytest
 from helpers import shared_data
 
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
-from edgeauto.devices.roofline import (
+from edgeauto.errors import BudgetInfeasible
+from edgeauto.latency.importers import ImportTarget, import_table
+from edgeauto.latency.roofline import (
     BelowFloorWarning,
     check_budget,
     check_floor,
@@ -18,12 +20,10 @@ from edgeauto.devices.roofline import (
     warn_below_floor,
     work,
 )
-from edgeauto.errors import BudgetInfeasible
-from edgeauto.latency.importers import ImportTarget, import_table
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.search import STRATEGIES, SearchProblem
 from edgeauto.spaces import get_space
+from edgeauto.spaces.key import OpKey
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from edgeauto.devices.profile import (
 )
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.latency.profiler import (
     ProfileSettings,
     fill_table,
@@ -45,7 +46,6 @@ from edgeauto.latency.runners.adb import parse_benchmark_output
 from edgeauto.latency.runners.ssh import SshRunner
 from edgeauto.latency.store import table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import get_space
 from edgeauto.spaces.modules import Stem
 from edgeauto.testing.sshd import SSHD, ThrowawaySshd, free_port, keygen, sshd_unavailable

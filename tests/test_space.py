@@ -10,8 +10,8 @@ import torch
 from helpers import DIGITS_CLASSES, DIGITS_SHAPE, MICRO
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
 from edgeauto.spaces import SKIP, Arch, Choice, get_space
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import MBConv, block_for_key
 
 # -- OpKey ------------------------------------------------------------------------------------

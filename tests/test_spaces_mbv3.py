@@ -16,11 +16,11 @@ import torch
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
-from edgeauto.latency.key import OpKey
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces import Arch, Choice, get_space
 from edgeauto.spaces.fbnet_cifar import CANDIDATES, FBNetCifarSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.mbv3 import OFAMobileNetV3Space
 from edgeauto.spaces.modules import (
     Chain,

@@ -120,8 +120,8 @@ def test_masks_load_refuses_other_files_and_models(tmp_path: Path, digits: Datas
 def test_sparse_tflite_runs_in_litert_and_is_smaller(tmp_path: Path, digits: Dataset) -> None:
     from edgeauto.export.onnx import export_onnx
     from edgeauto.export.parity import check_parity
+    from edgeauto.export.runtimes import get_runtime
     from edgeauto.export.tflite import export_tflite
-    from edgeauto.runtimes import get_runtime
 
     torch.manual_seed(0)
     model = mlp(digits.input_shape, digits.num_classes, hidden=256).train(False)

@@ -23,8 +23,8 @@ from helpers import (
 
 from edgeauto.config import RunConfig
 from edgeauto.errors import RunDirError
+from edgeauto.jobs.pipeline import search_stage, setup
 from edgeauto.latency.table import LatencyTable
-from edgeauto.pipeline import search_stage, setup
 from edgeauto.progress import NullReporter
 from edgeauto.rundir import RunDir
 from edgeauto.search import SearchProblem

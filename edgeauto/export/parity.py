@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgeauto.errors import ExportError
-from edgeauto.runtimes import Runtime
+from edgeauto.export.runtimes import Runtime
 
 MAX_ABS_DIFF = 1e-4
 

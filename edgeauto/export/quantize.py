@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite_int8
-from edgeauto.runtimes import get_runtime
 
 #: int8 must agree with float32 on at least this share of validation inputs, else a warning.
 MIN_AGREEMENT = 0.99

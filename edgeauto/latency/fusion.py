@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgeauto.devices.roofline import work
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
+from edgeauto.latency.roofline import work
 from edgeauto.latency.table import LatencyTable, WholeModelRun
 from edgeauto.registry import Registry
+from edgeauto.spaces.key import OpKey
 
 #: Whole-network runs a residual model needs before it is trusted over plain ``fusion``.
 MIN_TRAIN = 8

@@ -46,14 +46,14 @@ from typing import Any
 import yaml
 
 from edgeauto.devices.profile import DeviceProfile
-from edgeauto.devices.roofline import check_floor, floor_ms, has_roofline
 from edgeauto.errors import ConfigError, TableImportError
 from edgeauto.fileio import sha256_file
-from edgeauto.latency.key import OpKey
+from edgeauto.latency.roofline import check_floor, floor_ms, has_roofline
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.spaces import get_space
 from edgeauto.spaces.base import SearchSpace
 from edgeauto.spaces.fbnet_cifar import FBNetCifarSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.staged import StagedSpace
 from edgeauto.version import __version__
 

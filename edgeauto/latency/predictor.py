@@ -12,9 +12,9 @@ from typing import Any
 
 from edgeauto.latency.calibration import calibration_factor
 from edgeauto.latency.fusion import Predictor, best_predictor
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.profiler import BlockTimer, save_table
 from edgeauto.latency.table import LatencyTable
+from edgeauto.spaces.key import OpKey
 
 
 class MeasuringPredictor:

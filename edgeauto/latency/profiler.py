@@ -22,14 +22,14 @@ from torch import nn
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.runtimes import Runtime, get_runtime
 from edgeauto.fileio import locked
 from edgeauto.killpoints import kill_point
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance, WholeModelRun
-from edgeauto.runtimes import Runtime, get_runtime
 from edgeauto.spaces.base import Arch, SearchSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import Stem, block_for_key
 from edgeauto.version import __version__
 

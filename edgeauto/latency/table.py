@@ -5,53 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeauto.errors import ConfigError, TableMiss
 from edgeauto.fileio import write_json
-from edgeauto.latency.key import OpKey
+from edgeauto.spaces.key import OpKey
+from edgeauto.timing import DISTURBED, LatencyStat  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
-DISTURBED = 1.10  # a round this much slower than the quickest round was disturbed
-
-
-@dataclass(frozen=True)
-class LatencyStat:
-    """Median and 90th percentile of ``runs`` timed runs, in milliseconds."""
-
-    median_ms: float
-    p90_ms: float
-    runs: int
-
-    @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStat:
-        """Summarise raw per-run timings."""
-        if not samples_ms:
-            raise ValueError("no timing samples")
-        ordered = sorted(samples_ms)
-        p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-        return cls(statistics.median(ordered), p90, len(ordered))
-
-    @classmethod
-    def from_rounds(cls, rounds: Sequence[Sequence[float]]) -> LatencyStat:
-        """Summarise the rounds (fresh sessions) that were not disturbed, pooled.
-
-        A round whose median is more than :data:`DISTURBED` above the quickest round's was
-        slowed by something else on the machine (another process, a neighbour on a shared
-        host): measured here, one 200-run session in twelve came out 41% slow while the other
-        eleven agreed within 1%. Pooling it in would move the median, so it is dropped, as
-        ``timeit`` advises of its slower repeats.
-        """
-        medians = [statistics.median(r) for r in rounds if r]
-        if not medians:
-            raise ValueError("no timing samples")
-        low = min(medians)
-        kept = [x for r in rounds if r and statistics.median(r) <= low * DISTURBED for x in r]
-        return cls.from_samples(kept)
 
 
 @dataclass(frozen=True)

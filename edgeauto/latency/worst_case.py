@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgeauto.devices.profile import DeviceProfile
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.predictor import MeasuringPredictor
+from edgeauto.spaces.key import OpKey
 
 
 @dataclass(frozen=True)

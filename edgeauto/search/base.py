@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from edgeauto.devices.roofline import check_budget
 from edgeauto.errors import BudgetInfeasible, ConfigError
-from edgeauto.latency.key import OpKey
+from edgeauto.latency.roofline import check_budget
 from edgeauto.limits import Limits, estimate
 from edgeauto.registry import Registry
 from edgeauto.spaces.base import Arch, SearchSpace
+from edgeauto.spaces.key import OpKey
 
 if TYPE_CHECKING:
     from edgeauto.data import Dataset
@@ -38,7 +38,7 @@ class SearchProblem:
     """A space, a latency predictor and budget, an evaluator and a trial count.
 
     With the device's ``profile``, :meth:`check_feasible` also rejects budgets below the
-    roofline floor of the space's smallest arch (:mod:`edgeauto.devices.roofline`).
+    roofline floor of the space's smallest arch (:mod:`edgeauto.latency.roofline`).
     ``data`` is for strategies that train on their own (``dnas`` trains a supernet); the
     others only call ``evaluate``. ``limits`` bounds parameters, model size and peak
     activations besides latency (:mod:`edgeauto.limits`); :meth:`fits` checks both.

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeauto.devices.roofline import work
 from edgeauto.errors import ConfigError
+from edgeauto.latency.roofline import work
 from edgeauto.search.base import STRATEGIES, SearchProblem, Strategy, Trial
 from edgeauto.search.codec import ArchCodec, codec_for
 from edgeauto.search.surrogate import MLPEnsemble, SurrogateConfig

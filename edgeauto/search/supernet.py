@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeauto.latency.key import OpKey
 from edgeauto.search.base import LatencyPredictor
 from edgeauto.spaces.base import SKIP, Arch, Choice
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.layerwise import LayerwiseSpace
 from edgeauto.spaces.modules import Head, MBConv, Stem, hidden_width
 

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
+from edgeauto.spaces.key import OpKey
 
 Cost = Callable[[OpKey], float]
 

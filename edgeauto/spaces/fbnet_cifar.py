@@ -16,8 +16,8 @@ Inputs of another size (28x28 MNIST) are resized to 32x32 by the network's first
 
 from __future__ import annotations
 
-from edgeauto.latency.key import OpKey
 from edgeauto.spaces.base import SKIP, Choice
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.staged import StagedSpace
 
 WIDTHS = (16, 24, 32, 64, 112, 184, 352)

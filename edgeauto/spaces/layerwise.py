@@ -8,8 +8,8 @@ import random
 from dataclasses import dataclass
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
 from edgeauto.spaces.base import SKIP, Arch, Choice, Cost, SearchSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import Head, MBConv, Net, Stem, hidden_width
 
 

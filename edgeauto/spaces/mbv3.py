@@ -19,8 +19,8 @@ stages run at exactly the shapes OFA measured. Data already at the resolution sk
 
 from __future__ import annotations
 
-from edgeauto.latency.key import OpKey
 from edgeauto.spaces.base import Choice
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import make_divisible
 from edgeauto.spaces.staged import StagedSpace
 

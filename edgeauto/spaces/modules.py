@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeauto.latency.key import OpKey
+from edgeauto.spaces.key import OpKey
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -19,7 +19,7 @@ def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) 
 
 
 def act_layer(name: str) -> nn.Module:
-    """The activation module of an :data:`~edgeauto.latency.key.ACTIVATIONS` name."""
+    """The activation module of an :data:`~edgeauto.spaces.key.ACTIVATIONS` name."""
     layers = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "none": nn.Identity}
     return layers[name]()
 

@@ -16,8 +16,8 @@ import random
 from collections.abc import Iterator
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.key import OpKey
 from edgeauto.spaces.base import Arch, Choice, Cost, SearchSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import Chain, block_for_key
 
 

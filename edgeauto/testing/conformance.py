@@ -15,10 +15,10 @@ from edgeauto.compress.graph import build_graph, prunable_groups
 from edgeauto.data import Dataset
 from edgeauto.errors import BudgetInfeasible
 from edgeauto.export.onnx import export_onnx
-from edgeauto.latency.key import OpKey
-from edgeauto.runtimes import get_runtime
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.search import STRATEGIES, SearchProblem
 from edgeauto.spaces import Arch, get_space
+from edgeauto.spaces.key import OpKey
 
 
 class MacsLatency:

@@ -23,7 +23,7 @@ from edgeauto.errors import RunnerError
 from edgeauto.latency.table import LatencyStat
 from edgeauto.registry import Registry
 
-#: Artifact suffix -> runtime name, as registered in :data:`edgeauto.runtimes.RUNTIMES`.
+#: Artifact suffix -> runtime name, as registered in :data:`edgeauto.export.runtimes.RUNTIMES`.
 SUFFIX_RUNTIME: dict[str, str] = {".tflite": "litert", ".onnx": "onnxruntime"}
 
 

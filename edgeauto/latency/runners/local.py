@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeauto.devices.profile import host_cpu_name
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.latency.runners.base import (
     RUNNERS,
     DeviceInfo,
@@ -14,12 +15,11 @@ from edgeauto.latency.runners.base import (
     runtime_of,
 )
 from edgeauto.latency.table import LatencyStat
-from edgeauto.runtimes import get_runtime
 
 
 @RUNNERS.register("local")
 class LocalRunner(Runner):
-    """Times artifacts in this process with :meth:`edgeauto.runtimes.Runtime.measure`."""
+    """Times artifacts in this process with :meth:`edgeauto.export.runtimes.Runtime.measure`."""
 
     kind = "local"
     batch_size = 1  # no round trip to save: per-key progress and saves

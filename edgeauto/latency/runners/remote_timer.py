@@ -8,7 +8,7 @@ missing; 4 a model cannot be loaded or run. Stand-alone on purpose: it imports n
 edgeauto and needs only numpy plus ai_edge_litert / tflite_runtime / tensorflow (for .tflite)
 or onnxruntime (for .onnx), and it avoids syntax newer than Python 3.7, since boards run
 whatever Python their OS ships. It times the way edgeauto times locally
-(``edgeauto.runtimes.Runtime.measure``): per round a fresh session, ``warmup`` untimed runs,
+(``edgeauto.export.runtimes.Runtime.measure``): per round a fresh session, ``warmup`` untimed runs,
 then ``runs`` timed runs of set-input + invoke + get-output on random normal input.
 """
 

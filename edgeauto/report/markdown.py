@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeauto.fileio import write_text
-from edgeauto.pareto import PARETO_PLOT, plot_pareto
-from edgeauto.report_html import write_html
+from edgeauto.report.html import write_html
+from edgeauto.report.pareto import PARETO_PLOT, plot_pareto
 
 CURVE_PLOT = "plots/search_curve.png"
 

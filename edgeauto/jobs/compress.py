@@ -27,14 +27,14 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError
+from edgeauto.jobs.pipeline import Context, compress_and_verify, setup
+from edgeauto.jobs.sparse import sparse_and_verify
 from edgeauto.latency.profiler import ProfileSettings, make_timer
 from edgeauto.manifest import Manifest
-from edgeauto.pipeline import Context, compress_and_verify, setup
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import RunDir, inside, release
 from edgeauto.spaces.base import Arch
 from edgeauto.sparse import SPARSE_METHODS
-from edgeauto.sparse.stage import sparse_and_verify
 
 
 def compress(

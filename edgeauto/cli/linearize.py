@@ -30,7 +30,7 @@ def linearize_command(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """Train MODEL, keep at most RELU_BUDGET ReLUs (SNL masks), fine-tune, export and check."""
-    from edgeauto.linearize.job import LinearizeJob, run_linearize
+    from edgeauto.jobs.linearize import LinearizeJob, run_linearize
     from edgeauto.linearize.snl import SNLConfig
 
     snl = SNLConfig(per_pixel=per_pixel, finetune_epochs=finetune_epochs)

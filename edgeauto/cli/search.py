@@ -61,9 +61,9 @@ def search_command(
     ] = 30.0,
 ) -> None:
     """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
-    from edgeauto.cli import _fail, _latency
+    from edgeauto.cli.common import fail, parse_latency
+    from edgeauto.jobs.search import SearchJob, resume_job, run_search
     from edgeauto.progress import RichReporter
-    from edgeauto.search.job import SearchJob, resume_job, run_search
 
     study = {
         "device": device, "dataset": dataset, "space": space, "strategy": strategy,
@@ -78,14 +78,14 @@ def search_command(
     try:
         given = {k: v for k, v in study.items() if v is not None}
         if latency_ms is not None:
-            given["latency_ms"] = _latency(latency_ms)
+            given["latency_ms"] = parse_latency(latency_ms)
         if resume:
             job = resume_job(resume, {**given, **runner})
         else:
             job = SearchJob(**given, **runner, out=out_dir)
         summary = run_search(job, RichReporter())
     except EdgeAutoError as exc:
-        _fail(exc)
+        fail(exc)
     _print_summary(summary, job.out)
 
 

@@ -144,7 +144,7 @@ def make_strategy(job: SearchJob, problem: SearchProblem) -> Strategy:
 
 def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     from edgeauto.devices.profile import load_profile
-    from edgeauto.pipeline import open_table
+    from edgeauto.jobs.pipeline import open_table
     from edgeauto.spaces import get_space
 
     profile = load_profile(job.device)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import abc
 import importlib.metadata
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +14,8 @@ import numpy as np
 
 from edgeauto.errors import RunnerError
 from edgeauto.export.tflite import export_tflite
-from edgeauto.latency.table import LatencyStat
 from edgeauto.registry import Registry
+from edgeauto.timing import LatencyStat, sample_calls, time_calls  # noqa: F401
 
 
 class Session(abc.ABC):
@@ -78,25 +76,6 @@ class Runtime(abc.ABC):
         x = np.random.default_rng(0).standard_normal(session.input_shape).astype(np.float32)
         native = session.prepare(x)
         return sample_calls(partial(session.run_native, native), runs, warmup)
-
-
-def sample_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
-    """Milliseconds of each of ``runs`` calls of ``fn()`` after ``warmup`` untimed calls."""
-    if runs < 1 or warmup < 0:
-        raise RunnerError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        samples.append((time.perf_counter_ns() - t0) / 1e6)
-    return samples
-
-
-def time_calls(fn: Callable[[], object], runs: int, warmup: int) -> LatencyStat:
-    """Median/p90 of ``runs`` calls of ``fn()`` after ``warmup`` untimed calls."""
-    return LatencyStat.from_samples(sample_calls(fn, runs, warmup))
 
 
 RUNTIMES: Registry[type[Runtime]] = Registry("runtime")

@@ -18,10 +18,10 @@ from torch import nn
 from edgeauto.bundle import write_bundle
 from edgeauto.compress import PruningPlan
 from edgeauto.export.parity import check_parity
+from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import atomic_path
-from edgeauto.manifest import Manifest
-from edgeauto.pipeline import (
+from edgeauto.jobs.pipeline import (
     Context,
     analysis_stage,
     build_manifest,
@@ -29,8 +29,8 @@ from edgeauto.pipeline import (
     footprint,
     measure_stage,
 )
+from edgeauto.manifest import Manifest
 from edgeauto.report import write_report
-from edgeauto.runtimes import get_runtime
 from edgeauto.spaces.base import Arch
 from edgeauto.sparse.base import SparseConfig, get_sparse_method
 from edgeauto.sparse.masks import Masks

@@ -26,11 +26,11 @@ from edgeauto.config import RunConfig
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.fileio import write_json, write_text
-from edgeauto.latency.key import OpKey
-from edgeauto.linearize.job import export_checked
+from edgeauto.jobs.linearize import export_checked
 from edgeauto.linearize.snl import SNLConfig, count_macs, count_relus, linearize, relu_cost
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import release
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import block_for_key
 
 #: the search may pick archs with up to this many times the budget's ReLUs; SNL cuts the rest
@@ -59,7 +59,7 @@ class ReluCost:
 def run_private(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """The whole job for ``cfg`` (``cfg.relu_budget`` set, ``cfg.device`` relu-count);
     returns what ``result.json`` holds."""
-    from edgeauto import pipeline
+    from edgeauto.jobs import pipeline
 
     profile = load_profile(cfg.device)
     if cfg.relu_budget is None or profile.cost_model != "relu-count":

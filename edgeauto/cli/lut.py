@@ -41,7 +41,7 @@ def import_table_cmd(
     ] = True,
 ) -> None:
     """Convert a published per-layer table into DEVICE's latency table for SPACE."""
-    from edgeauto.cli import _fail, _shape
+    from edgeauto.cli.common import fail, parse_shape
     from edgeauto.devices.profile import load_profile
     from edgeauto.latency.importers import FORMATS, ImportTarget, import_table
     from edgeauto.latency.store import table_path
@@ -54,12 +54,12 @@ def import_table_cmd(
                     "import --format ofa-yaml DIR --device samsung-note10 --space ofa-mbv3"
                 )
         profile = load_profile(device)  # type: ignore[arg-type]
-        shape, n = _shape(input_shape, classes, dataset)
+        shape, n = parse_shape(input_shape, classes, dataset)
         target_file = Path(out_file) if out_file else table_path(profile, space)  # type: ignore[arg-type]
         target = ImportTarget(profile, space, shape, n, target_file, estimate)  # type: ignore[arg-type]
         report = import_table(fmt, path, target)  # type: ignore[arg-type]
     except EdgeAutoError as exc:
-        _fail(exc)
+        fail(exc)
     for line in report.lines():
         out.print(line, markup=False, highlight=False)
     out.print(f"wrote {target_file}", markup=False, highlight=False)

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import BudgetInfeasible
-from edgeauto.latency.key import OpKey
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces.base import Arch, SearchSpace
+from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import make_divisible
 
 BYTES_PER_VALUE = 4  # fp32

@@ -35,9 +35,9 @@ class LinearizeJob:
 
 def run_linearize(job: LinearizeJob) -> dict[str, Any]:
     """Train, linearize, export ONNX + TFLite, check parity; returns what ``result.json`` holds."""
-    from edgeauto.compression import load_user_model
     from edgeauto.data import load_dataset
     from edgeauto.devices.profile import load_profile
+    from edgeauto.jobs.compress import load_user_model
 
     if job.relu_budget < 0:
         raise ConfigError(
@@ -66,8 +66,8 @@ def export_checked(model: nn.Module, data: Dataset, out: Path, threads: int) -> 
     """ONNX and TFLite files, each checked against PyTorch on 32 validation images."""
     from edgeauto.export.onnx import export_onnx
     from edgeauto.export.parity import check_parity
+    from edgeauto.export.runtimes import get_runtime
     from edgeauto.export.tflite import export_tflite
-    from edgeauto.runtimes import get_runtime
 
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(model, data.input_shape, out / "model.onnx")

@@ -67,7 +67,7 @@ def zero_cost(
 
 def _sweep_builder(model: str, data: Dataset) -> Callable[[], nn.Module]:
     """``mlp`` / ``cnn`` (the reference models) or the user's ``module:function``."""
-    from edgeauto.compression import load_user_model
+    from edgeauto.jobs.compress import load_user_model
     from edgeauto.sparse.models import map_pool, mlp, small_cnn
 
     if model == "mlp":

@@ -25,11 +25,11 @@ from edgeauto.compress.scratch import reinitialize
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.devices.roofline import warn_below_floor
 from edgeauto.errors import ConfigError, RunDirError, RunnerError, TableMiss
 from edgeauto.export.memory import measure_peak_activations
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.parity import check_parity
+from edgeauto.export.runtimes import RUNTIMES, get_runtime, time_calls
 from edgeauto.fileio import atomic_path, sha256_file
 from edgeauto.killpoints import kill_point
 from edgeauto.latency.calibration import (
@@ -49,17 +49,17 @@ from edgeauto.latency.profiler import (
     make_timer,
     open_device_table,
 )
+from edgeauto.latency.roofline import warn_below_floor
 from edgeauto.latency.runners import get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.latency.worst_case import Member, WorstCasePredictor
 from edgeauto.limits import Footprint, estimate
 from edgeauto.manifest import Manifest
-from edgeauto.pareto import breakdown, pareto_points, points_json
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.report import write_report
+from edgeauto.report.pareto import breakdown, pareto_points, points_json
 from edgeauto.rundir import EPOCH_SUFFIX, RunDir, release
-from edgeauto.runtimes import RUNTIMES, get_runtime, time_calls
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.base import LatencyPredictor
 from edgeauto.search.executors import InProcessExecutor
@@ -237,7 +237,7 @@ def search_stage(
     Trials are journalled in ``trials.jsonl`` as they finish; with ``resume`` an interrupted
     search continues from them (:func:`edgeauto.search.study.run_study`). ``aim`` and
     ``budget`` replace the device's latency and budget for a device costed otherwise (ReLUs:
-    :mod:`edgeauto.linearize.run`); the caller then checks feasibility itself.
+    :mod:`edgeauto.jobs.private`); the caller then checks feasibility itself.
     """
     if done := ctx.resumed("search"):
         arch = _recorded_arch(ctx, done)

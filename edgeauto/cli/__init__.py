@@ -1,0 +1,55 @@
+"""The ``edgeauto`` command: thin. Each command parses, builds its job's config, calls the job
+(:mod:`edgeauto.jobs`) and renders; errors map to exit codes here.
+
+Exit codes: 0 ok, 2 bad input (any :class:`EdgeAutoError`), 3 measured latency over budget.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from edgeauto.cli.analyze import analyze_app
+from edgeauto.cli.common import OPTIONS, OneLineErrors, err
+from edgeauto.cli.compress import compress
+from edgeauto.cli.devices import devices_app
+from edgeauto.cli.linearize import linearize_command
+from edgeauto.cli.lut import lut_app
+from edgeauto.cli.profile import profile
+from edgeauto.cli.run import run
+from edgeauto.cli.search import search_command
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], cls=OneLineErrors
+)
+app.command("run")(run)
+app.command("compress")(compress)
+app.command("profile")(profile)
+app.command("search")(search_command)
+app.command("linearize")(linearize_command)
+app.add_typer(devices_app, name="devices")
+app.add_typer(lut_app, name="lut")
+app.add_typer(analyze_app, name="analyze")
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an error, also print its traceback.")
+    ] = False,
+) -> None:
+    OPTIONS["debug"] = debug
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; re-run with --resume to continue")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

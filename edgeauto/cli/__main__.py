@@ -1,0 +1,5 @@
+"""``python -m edgeauto.cli``."""
+
+from edgeauto.cli import main
+
+main()

@@ -1,0 +1,85 @@
+"""Helpers every command shares: consoles, one-line errors, argument parsers.
+
+Imports no command module, so that every command module can import it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer._click import exceptions as click  # typer vendors click: its errors live here
+from typer.core import TyperGroup
+
+from edgeauto.errors import ConfigError, EdgeAutoError
+
+out = Console()
+err = Console(stderr=True)
+
+#: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print their traceback.
+DEBUG_ENV = "EDGEAUTO_DEBUG"
+
+OPTIONS = {"debug": False}
+
+class OneLineErrors(TyperGroup):
+    """Click's usage errors (``--trials abc``, an unknown option) as one line, exit 2, like ours."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = f"{exc.ctx.command_path} --help" if exc.ctx else "edgeauto --help"
+            msg = " ".join(exc.format_message().split()).rstrip(".")
+            err.print(f"error: UsageError: {msg}; see {where}", markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+def fail(exc: EdgeAutoError) -> None:
+    """Print ``exc`` on one line (after its traceback with --debug) and exit with its code."""
+    if OPTIONS["debug"] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        trace = "".join(traceback.format_exception(exc))
+        err.print(trace.rstrip(), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+def parse_latency(value: str) -> float:
+    """Parse ``--latency-ms`` here so a non-number gets our one-line error, not Click's."""
+    try:
+        ms = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"latency_ms must be a positive number of milliseconds, got {value!r}; fix --latency-ms"
+        ) from None
+    if not ms > 0 or ms == float("inf"):
+        raise ConfigError(
+            f"latency_ms must be a positive number of milliseconds, got {value!r}; fix --latency-ms"
+        )
+    return ms
+
+def parse_shape(input_shape: str | None, classes: int, dataset: str) -> tuple[tuple[int, int, int], int]:
+    from edgeauto.data import dataset_shape
+
+    if input_shape is None:
+        return dataset_shape(dataset)
+    try:
+        c, h, w = (int(v) for v in input_shape.split(","))
+    except ValueError:
+        raise ConfigError(
+            f"input_shape must be C,H,W (three integers), got {input_shape!r}; fix --input-shape"
+        ) from None
+    return (c, h, w), classes

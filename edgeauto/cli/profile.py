@@ -1,0 +1,135 @@
+"""``edgeauto profile``: time every block of a space on a device and write its table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from edgeauto.cli.common import fail, out, parse_shape
+from edgeauto.errors import ConfigError, EdgeAutoError
+
+if TYPE_CHECKING:
+    from edgeauto.devices.profile import DeviceProfile
+    from edgeauto.latency.table import LatencyTable
+
+def profile(
+    device: Annotated[str, typer.Option(help="Device profile name or YAML path.")] = "host",
+    space: Annotated[str, typer.Option(help="Search space to profile.")] = "fbnet-lite",
+    dataset: Annotated[
+        str, typer.Option(help="Dataset whose input shape to profile for.")
+    ] = "mnist5k",
+    input_shape: Annotated[
+        str | None, typer.Option(help="C,H,W instead of a dataset's shape.")
+    ] = None,
+    classes: Annotated[int, typer.Option(help="Class count with --input-shape.")] = 10,
+    tables: Annotated[
+        str | None, typer.Option(help="Latency tables folder (default hw_latency/).")
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="ssh devices: \\[user@]host\\[:port] instead of the profile's."),
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="ssh devices: private key file.")] = None,
+    known_hosts: Annotated[
+        str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
+    ] = None,
+    validate: Annotated[
+        int,
+        typer.Option(
+            help="Also measure N random whole networks end to end and store them with the table "
+            "(validation data; trains the residual correction of the predictor)."
+        ),
+    ] = 0,
+) -> None:
+    """Time every block of SPACE on DEVICE (local, ssh, adb); write or extend its table."""
+    # Blocks are converted here and timed on the device by its runner. An interrupted run
+    # keeps every finished batch: the same command again measures only what is missing.
+    from edgeauto.devices.profile import load_profile
+
+    try:
+        prof = _with_overrides(load_profile(device), host, key, known_hosts)
+        shape, n = parse_shape(input_shape, classes, dataset)
+        if validate < 0:
+            raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
+        root = Path(tables) if tables else None
+        table = _profile_table(prof, space, shape, n, root, validate)
+    except EdgeAutoError as exc:
+        fail(exc)
+    out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
+    if validate:
+        _print_validation(table)
+
+def _with_overrides(
+    prof: DeviceProfile, host: str | None, key: str | None, known_hosts: str | None
+) -> DeviceProfile:
+    """The profile with ``--host/--key/--known-hosts`` applied (ssh devices only)."""
+    from edgeauto.devices.profile import parse_host, with_connection
+
+    given = [f for f, v in (("--host", host), ("--key", key), ("--known-hosts", known_hosts)) if v]
+    if given and prof.connection.kind != "ssh":
+        raise ConfigError(
+            f"only ssh devices take {', '.join(given)}; {prof.name} is reached over "
+            f"{prof.connection.kind}; drop {given[0]} or pick an ssh device"
+        )
+    fields = parse_host(host) if host else {}
+    return with_connection(prof, **fields, key=key, known_hosts=known_hosts)
+
+def _profile_table(
+    prof: DeviceProfile,
+    space_name: str,
+    shape: tuple[int, int, int],
+    n: int,
+    root: Path | None,
+    validate: int = 0,
+) -> LatencyTable:
+    """Open or start the device's table and measure the space's missing keys through its
+    runner; then ``validate`` random whole networks end to end."""
+    from edgeauto.latency.profiler import (
+        ProfileSettings,
+        fill_table,
+        make_timer,
+        open_device_table,
+        validate_table,
+    )
+    from edgeauto.progress import RichReporter
+    from edgeauto.spaces import get_space
+
+    sp = get_space(space_name, shape, n)
+    timer = make_timer(prof, ProfileSettings())
+    where = f"{prof.runtime}, {prof.connection.target()}"
+    try:
+        table = open_device_table(prof, sp.name, timer, root)
+        missing = table.missing(sp.all_keys())
+        if missing or table.overhead is None or validate:
+            timer.runner.describe()  # reach the device before converting anything
+        if missing or table.overhead is None:
+            desc = f"profiling {len(missing)} blocks on {prof.name} ({where})"
+            with RichReporter().task(desc, len(missing)) as task:
+                fill_table(table, missing, timer, lambda d, t, _k: task.update(d, t))
+        if validate:
+            desc = f"timing {validate} whole networks on {prof.name} ({where})"
+            with RichReporter().task(desc, validate) as task:
+                validate_table(table, sp, timer, validate, lambda d, t, _k: task.update(d, t))
+    finally:
+        timer.close()
+    return table
+
+def _print_validation(table: LatencyTable) -> None:
+    """How the predictors do on the table's whole networks (in-sample for the residual)."""
+    from edgeauto.latency.fusion import MIN_TRAIN, Score, cross_validated, get_predictor
+
+    runs = [r for r in table.validation if not table.missing(r.keys)]
+    measured = [r.measured_ms for r in runs]
+    out.print(f"{len(runs)} whole networks measured end to end (validation data)")
+    if len(runs) < 2:
+        return
+    for name in ("naive", "fusion"):
+        s = Score.of([get_predictor(name, table).predict(r.keys) for r in runs], measured)
+        out.print(f"  {name:16s} within 10% {s.within_10pct:6.1%}  RMSPE {s.rmspe:6.1%}")
+    if len(runs) >= MIN_TRAIN + 2:  # cross-validated: each net predicted by a model without it
+        folds = min(5, len(runs))
+        pred = cross_validated(lambda: get_predictor("fusion+residual", table), runs, folds)
+        s = Score.of(pred, measured)
+        out.print(f"  fusion+residual  within 10% {s.within_10pct:6.1%}  RMSPE {s.rmspe:6.1%} (CV)")

@@ -1,0 +1,165 @@
+"""``edgeauto run``: search, compress, export and verify a model for a device."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeauto.cli.common import err, fail, out, parse_latency
+from edgeauto.cli.render import finish, summary
+from edgeauto.errors import ConfigError, EdgeAutoError
+
+
+def run(
+    device: Annotated[
+        list[str] | None,
+        typer.Option(help="Device profile name or YAML path; repeat for one model per device."),
+    ] = None,
+    latency_ms: Annotated[
+        list[str] | None,
+        typer.Option("--latency-ms", help="Budget in ms (batch 1); one, or one per --device."),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")
+    ] = "mnist5k",
+    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/default",
+    seed: Annotated[int, typer.Option(help="Seed for split, search and training.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
+    space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
+    strategy: Annotated[
+        str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")
+    ] = "random",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="search-then-compress (search above the budget, prune onto it) "
+            "or joint (widths searched at the budget)."
+        ),
+    ] = "search-then-compress",
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="fresh (time whole networks near the budget now, on a local device) or "
+            "history (earlier runs' verified artifacts)."
+        ),
+    ] = "fresh",
+    criterion: Annotated[
+        str,
+        typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+    ] = "l1",
+    allocation: Annotated[
+        str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
+    ] = "netadapt",
+    max_params: Annotated[
+        int | None, typer.Option(help="Also cap the parameter count (BN folded).")
+    ] = None,
+    max_size_kb: Annotated[
+        float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
+    ] = None,
+    max_activation_kb: Annotated[
+        float | None,
+        typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
+    ] = None,
+    int8: Annotated[
+        bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
+    ] = True,
+    scratch_baseline: Annotated[
+        bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
+    ] = False,
+    trials: Annotated[int, typer.Option(help="Architectures trained during search.")] = 6,
+    tolerance: Annotated[
+        float, typer.Option(help="Allowed overshoot of the measured latency.")
+    ] = 0.10,
+    tables: Annotated[
+        str | None, typer.Option(help="Latency tables folder (default hw_latency/).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Reuse finished stages of --out.")] = False,
+    inherit_weights: Annotated[
+        bool, typer.Option(help="dnas: train from the supernet's weights, not from scratch.")
+    ] = False,
+    one_model: Annotated[
+        bool,
+        typer.Option(help="With several --device: one model meeting every device's budget."),
+    ] = False,
+    relu_budget: Annotated[
+        int | None,
+        typer.Option(help="Private inference (--device pi-relu): ReLUs per inference, at most."),
+    ] = None,
+) -> None:
+    """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
+    from edgeauto.config import RunConfig
+    from edgeauto.jobs.pipeline import run as run_pipeline
+    from edgeauto.progress import RichReporter
+
+    try:
+        pairs = _device_budgets(device or ["host"], latency_ms or ["0.5"])
+        cfg = RunConfig(
+            device=pairs[0][0], latency_ms=pairs[0][1], dataset=dataset, out=out_dir, seed=seed,
+            epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
+            allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
+            max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
+            mode=mode, calibration=calibration,
+            tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
+            also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
+        )  # fmt: skip
+        if _relu_costed(cfg):
+            return _run_private(cfg)
+        if len(pairs) > 1 and not one_model:
+            return _run_per_device(cfg, pairs)
+        manifest = run_pipeline(cfg, RichReporter())
+    except EdgeAutoError as exc:
+        fail(exc)
+    finish(manifest, cfg.tolerance)
+
+def _relu_costed(cfg) -> bool:
+    """A ReLU-budget job: the device counts ReLUs (a --relu-budget on a latency device is
+    refused by the pipeline's setup, with the fix)."""
+    from edgeauto.devices.profile import load_profile
+
+    return load_profile(cfg.device).cost_model == "relu-count" and cfg.relu_budget is not None
+
+def _run_private(cfg) -> None:
+    """``--device pi-relu --relu-budget N``: search, train, SNL, export; the counts."""
+    from edgeauto.jobs.private import run_private
+    from edgeauto.progress import RichReporter
+
+    r = run_private(cfg, RichReporter())
+    out.print(f"ReLUs {r['relus_before']:,} -> {r['relus_after']:,} (budget {r['budget']:,})")
+    out.print(f"accuracy {r['trained_accuracy']:.4f} trained -> {r['accuracy']:.4f} linearized")
+    out.print(f"cost on {r['device']}: {r['cost']:,.1f} ReLU-equivalents ({r['macs']:,} MACs)")
+    out.print(f"run directory: {cfg.out}\n  onnx: {r['onnx']}\n  tflite: {r['tflite']}")
+
+def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, float]]:
+    """Pair each --device with its --latency-ms (one budget may serve every device)."""
+    if len(budgets) not in (1, len(devices)):
+        raise ConfigError(
+            f"got {len(devices)} --device and {len(budgets)} --latency-ms; give one budget for "
+            "all devices or one per device, in the same order"
+        )
+    if len(set(devices)) != len(devices):
+        raise ConfigError(f"--device names a device twice: {', '.join(devices)}; name each once")
+    values = [parse_latency(b) for b in budgets] * (len(devices) if len(budgets) == 1 else 1)
+    return list(zip(devices, values))
+
+def _run_per_device(cfg, pairs: list[tuple[str, float]]) -> None:
+    """One search-and-compress per device, each in ``<out>/<device>``; exit 3 if any is over."""
+    from edgeauto.devices.profile import load_profile
+    from edgeauto.jobs.pipeline import run as run_pipeline
+    from edgeauto.progress import RichReporter
+
+    names = [load_profile(device).name for device, _ in pairs]  # bad names fail before work
+    over = False
+    for (device, budget), name in zip(pairs, names):
+        out.print(f"[bold]== {name}: {budget:g} ms ==[/]")
+        sub = dataclasses.replace(
+            cfg, device=device, latency_ms=budget, out=str(Path(cfg.out) / name)
+        )
+        manifest = run_pipeline(sub, RichReporter())
+        summary(manifest)
+        over = over or not manifest.within_budget
+    if over:
+        err.print("[bold red]over budget on at least one device[/] (see the summaries above)")
+        raise typer.Exit(3)
