@@ -32,7 +32,7 @@ import torch
 
 from edgeauto.data import Dataset
 from edgeauto.devices.profile import load_profile
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.progress import RichReporter
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.dnas import DNAS, DNASConfig
@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
 
 def quantile_budgets(space: SearchSpace, latency: Any) -> list[float]:
     rng = random.Random(12345)
-    ms = sorted(latency.predict_keys(space.blocks(space.sample(rng))) for _ in range(200))
+    ms = sorted(latency.predict(space.blocks(space.sample(rng))) for _ in range(200))
     return [ms[len(ms) // 4], ms[len(ms) // 2], ms[3 * len(ms) // 4]]
 
 

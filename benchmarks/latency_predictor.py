@@ -36,7 +36,7 @@ from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import (
     FusionResidual,
     Score,

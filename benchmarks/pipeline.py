@@ -31,7 +31,7 @@ from torch import nn
 import edgeauto
 from edgeauto.data import load_dataset
 from edgeauto.devices.profile import load_profile
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.latency.profiler import ProfileSettings, make_timer
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import get_space
@@ -76,7 +76,7 @@ def budgets(n: int, dataset: str) -> list[float]:
     space = get_space("fbnet-lite", data.input_shape, data.num_classes)
     _, lat = open_table(load_profile("host"), space, NullReporter())
     rng = random.Random(0)
-    costs = sorted(lat.predict_keys(space.blocks(space.sample(rng))) for _ in range(300))
+    costs = sorted(lat.predict(space.blocks(space.sample(rng))) for _ in range(300))
     qs = [0.25 + (0.9 - 0.25) * i / max(1, n - 1) for i in range(n)]
     return [round(costs[int(q * (len(costs) - 1))], 4) for q in qs]
 
@@ -136,7 +136,7 @@ def handmade(budget: float, data: Any, epochs: int, timer: Any) -> dict[str, Any
 def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / f"{mode}-{budget:g}"
     shutil.rmtree(out, ignore_errors=True)
-    m = edgeauto.run(device="host", latency_ms=budget, dataset=args.dataset, out=str(out),
+    m = edgeauto.run(check=False, device="host", latency_ms=budget, dataset=args.dataset, out=str(out),
                      epochs=args.epochs, trials=args.trials, mode=mode, int8=False)  # fmt: skip
     return {"acc": m.accuracy, "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget}
 

@@ -35,8 +35,8 @@ import torch_pruning as tp
 from torch import nn
 
 from edgeauto.compress import PRUNERS, PruneConfig, PruneProblem, count_macs, get_criterion
-from edgeauto.compress.calibrate import prune_measured
 from edgeauto.compress.graph import classifier_layers
+from edgeauto.compress.landing import prune_measured
 from edgeauto.compress.layer_lut import LayerLatency
 from edgeauto.compress.scratch import recalibrate_bn
 from edgeauto.compress.uniform import prune_uniform

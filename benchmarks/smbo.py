@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeauto.devices.profile import load_profile
-from edgeauto.jobs.pipeline import open_table
 from edgeauto.jobs.search import zero_cost_spearman
+from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import spearman
 from edgeauto.progress import RichReporter
 from edgeauto.rundir import RunDir
@@ -84,7 +84,7 @@ class Cache:
 def median_budget(space: SearchSpace, problem_latency: Any) -> float:
     rng = random.Random(12345)
     return statistics.median(
-        problem_latency.predict_keys(space.blocks(space.sample(rng))) for _ in range(200)
+        problem_latency.predict(space.blocks(space.sample(rng))) for _ in range(200)
     )
 
 

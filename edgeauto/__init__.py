@@ -3,6 +3,7 @@
 The public API: :func:`run` and the core nouns. Everything else is an implementation detail.
 """
 
+from edgeauto.budget import Budget
 from edgeauto.compress import (
     CRITERIA,
     PRUNERS,
@@ -22,6 +23,7 @@ from edgeauto.errors import (
     DatasetError,
     EdgeAutoError,
     ExportError,
+    OverBudget,
     RunDirError,
     RunnerError,
     TableMiss,
@@ -30,7 +32,7 @@ from edgeauto.errors import (
 )  # fmt: skip
 from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.jobs.compress import compress
-from edgeauto.jobs.pipeline import run
+from edgeauto.jobs.run import run
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.manifest import Manifest
 from edgeauto.search import STRATEGIES, SearchProblem, SearchResult, Strategy, list_strategies
@@ -46,7 +48,7 @@ __all__ = [
     "ConfigError", "Dataset", "DatasetError", "DeviceProfile", "EdgeAutoError", "ExportError",
     "LatencyStat", "LatencyTable", "Manifest", "OpKey", "Provenance", "Pruner", "PruningPlan",
     "RunConfig", "RunDirError", "RunnerError", "Runtime", "SearchProblem", "SearchResult",
-    "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed",
+    "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed", "OverBudget", "Budget",
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
     "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress",
     "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",

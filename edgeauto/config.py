@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgeauto.budget import HEADROOM, Budget
 from edgeauto.errors import ConfigError
 from edgeauto.limits import Limits
 
@@ -65,8 +66,11 @@ class RunConfig:
     trials: int = 6
     search_epochs: int = 1
     search_batches: int = 60
+    # smbo only: rank the first archs by zero-cost scores; archs trained per step (0: auto)
+    warm_start: bool = False
+    beam: int = 0
     finetune_epochs: int = 2
-    search_headroom: float = 1.25
+    search_headroom: float = HEADROOM
     mode: str = "search-then-compress"
     # "fresh": a local device is timed on whole networks near the budget when the run starts;
     # "history": the factor of earlier runs' verified artifacts (what a remote device gets)
@@ -96,6 +100,11 @@ class RunConfig:
     def limits(self) -> Limits:
         return Limits(self.max_params, self.max_size_kb, self.max_activation_kb)
 
+    @property
+    def budget(self) -> Budget:
+        """The run's :class:`Budget`: latency, tolerance, the search's headroom, the limits."""
+        return Budget(self.latency_ms, self.tolerance, self.headroom, self.limits)
+
     def __post_init__(self) -> None:
         _positive("latency_ms", self.latency_ms)
         Limits(self.max_params, self.max_size_kb, self.max_activation_kb)  # validates each
@@ -108,6 +117,12 @@ class RunConfig:
             "measure_runs",
         ):
             _positive(name, getattr(self, name), integer=True)
+        if not isinstance(self.beam, int) or self.beam < 0:
+            raise ConfigError(f"beam must be an integer >= 0, got {self.beam!r}; fix --beam")
+        if self.strategy != "smbo" and (self.warm_start or self.beam):
+            raise ConfigError(
+                f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}; fix --seed")
         if self.mode not in MODES:
@@ -119,12 +134,7 @@ class RunConfig:
                 f"calibration must be one of {', '.join(CALIBRATIONS)}, got "
                 f"{self.calibration!r}; fix --calibration"
             )
-        if self.search_headroom < 1.0:
-            raise ConfigError(f"search_headroom must be >= 1.0, got {self.search_headroom}")
-        if not 0.0 <= self.tolerance < 10.0:
-            raise ConfigError(
-                f"tolerance must be in [0, 10), got {self.tolerance}; fix --tolerance"
-            )
+        Budget(self.latency_ms, self.tolerance, self.search_headroom)  # validates the bands
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
         if self.relu_budget is not None and not (

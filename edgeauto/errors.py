@@ -1,7 +1,7 @@
 """Typed errors. Every message states the invariant, the offending value and the fix.
 
 The CLI maps :class:`EdgeAutoError` subclasses to exit code 2 (bad input) and prints the
-message on one line, with no traceback. :class:`VerificationFailed` maps to exit code 3.
+message on one line, with no traceback. :class:`VerificationFailed` (:class:`OverBudget`) maps to exit code 3.
 """
 
 from __future__ import annotations
@@ -62,3 +62,17 @@ class VerificationFailed(EdgeAutoError):
     """The measured latency of the final artifact exceeds the budget beyond tolerance."""
 
     exit_code = 3
+
+
+class OverBudget(VerificationFailed):
+    """The final model fails its budget on the device (latency over tolerance, a limit
+    exceeded, or another ``--one-model`` device over its budget).
+
+    Raised by a job after its manifest and report are written: ``manifest`` holds them and
+    ``reasons`` says what failed, one line each. The CLI maps it to exit code 3.
+    """
+
+    def __init__(self, reasons: list[str], manifest: object = None) -> None:
+        super().__init__("; ".join(reasons) or "over budget")
+        self.reasons = list(reasons)
+        self.manifest = manifest

@@ -51,7 +51,6 @@ class LatencyStat:
         return cls.from_samples(kept)
 
 
-
 def sample_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:
     """Milliseconds of each of ``runs`` calls of ``fn()`` after ``warmup`` untimed calls."""
     if runs < 1 or warmup < 0:

@@ -10,7 +10,7 @@ import edgeauto
 
 def main() -> None:
     manifest = edgeauto.run(
-        device="host", latency_ms=0.05, dataset="digits", space="fbnet-micro",
+        check=False, device="host", latency_ms=0.05, dataset="digits", space="fbnet-micro",
         trials=4, epochs=3, out="runs/quickstart",
     )  # fmt: skip
     print(f"accuracy {manifest.accuracy:.3f}")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from edgeauto.cli import app
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import Arch, SearchSpace, get_space

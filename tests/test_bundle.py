@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory, micro_tables: Path) -> Path:
     tables = tmp_path_factory.mktemp("bundle-tables")
     shutil.copytree(micro_tables, tables, dirs_exist_ok=True)
     out = tmp_path_factory.mktemp("bundle") / "run"
-    edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro", trials=1,
+    edgeauto.run(check=False, device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro", trials=1,
                  epochs=6, tables=str(tables), out=str(out))  # fmt: skip
     return out
 
@@ -50,7 +50,7 @@ def test_bundle_files_and_manifest(run_dir: Path) -> None:
 def test_resume_keeps_the_int8_check(run_dir: Path, micro_tables: Path) -> None:
     m = json.loads((run_dir / "manifest.json").read_text())
     tables = Path(m["table"]["path"]).parents[2]
-    again = edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
+    again = edgeauto.run(check=False, device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
                          trials=1, epochs=6, tables=str(tables), out=str(run_dir), resume=True)  # fmt: skip
     assert again["parity"]["litert_int8"] == m["parity"]["litert_int8"]
 

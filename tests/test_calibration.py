@@ -27,8 +27,8 @@ from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.jobs import pipeline
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.jobs import context as pipeline_context
+from edgeauto.jobs import measure as pipeline_measure
 from edgeauto.latency.calibration import (
     MIN_ENTRIES,
     WINDOW,
@@ -38,6 +38,7 @@ from edgeauto.latency.calibration import (
     fit_emulation,
     record_verification,
 )
+from edgeauto.latency.device import open_table
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
 from edgeauto.latency.runners import DeviceInfo, Runner
@@ -103,11 +104,11 @@ def test_predictor_applies_calibration(micro_table: LatencyTable) -> None:
     predictor = MeasuringPredictor(micro_table)
     keys = list(micro_table.entries)[:4]
     assert predictor.calibration == pytest.approx(1.25)
-    assert predictor.uncalibrated(keys) == pytest.approx(micro_table.predict_keys(keys))
-    assert predictor.predict_keys(keys) == pytest.approx(1.25 * micro_table.predict_keys(keys))
+    assert predictor.uncalibrated(keys) == pytest.approx(micro_table.predict(keys))
+    assert predictor.predict(keys) == pytest.approx(1.25 * micro_table.predict(keys))
     assert predictor.to_json()["calibration"] == pytest.approx(1.25)
-    assert MeasuringPredictor(micro_table, calibration=1.0).predict_keys(keys) == pytest.approx(
-        micro_table.predict_keys(keys)
+    assert MeasuringPredictor(micro_table, calibration=1.0).predict(keys) == pytest.approx(
+        micro_table.predict(keys)
     )
 
 
@@ -238,7 +239,7 @@ def _board_tables(micro_tables: Path, root: Path, board: DeviceProfile) -> Path:
 
 def _run(device: str | Path, tables: Path, out: Path) -> edgeauto.Manifest:
     return edgeauto.run(
-        device=str(device), latency_ms=1.0, dataset="digits", space=MICRO, trials=1, epochs=1,
+        check=False, device=str(device), latency_ms=1.0, dataset="digits", space=MICRO, trials=1, epochs=1,
         tables=str(tables), out=str(out), measure_runs=60,
     )  # fmt: skip
 
@@ -331,15 +332,15 @@ def test_remote_device_times_what_it_can(
 ) -> None:
     """On a phone only the profile's runtime is required: the .onnx is skipped, and said so;
     the CPU is what the runner reported; nothing is timed in PyTorch here."""
-    monkeypatch.setattr(pipeline, "get_runner", lambda profile: _StubPhone(profile))
+    monkeypatch.setattr(pipeline_measure, "get_runner", lambda profile: _StubPhone(profile))
     profile = load_profile("pixel-7")
     cfg = RunConfig(device="pixel-7", measure_runs=30, out=str(tmp_path / "out"))
-    ctx = pipeline.Context(
+    ctx = pipeline_context.Context(
         cfg, RunDir(cfg.out), NullReporter(), profile, digits, None, None, None
     )  # no block table: nothing to calibrate
     artifacts = {"litert": tmp_path / "m.tflite", "onnxruntime": tmp_path / "m.onnx"}
-    stats = pipeline.measure_stage(ctx, torch.nn.Identity(), artifacts)
-    runs, _warmup, _rounds = pipeline.verify_counts(30)  # 30 runs split over rounds
+    stats = pipeline_measure.measure_stage(ctx, torch.nn.Identity(), artifacts)
+    runs, _warmup, _rounds = pipeline_measure.verify_counts(30)  # 30 runs split over rounds
     assert stats == {"litert": LatencyStat(0.098, 0.12, runs)}
     assert _StubPhone.calls == [".tflite", ".onnx"]  # the profile's runtime first
     m = ctx.measurement

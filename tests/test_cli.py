@@ -175,7 +175,7 @@ def test_budget_below_smallest_arch(cli, tables_copy: Path, tmp_path: Path) -> N
     from edgeauto.spaces import get_space
 
     space = get_space(MICRO, (1, 8, 8), 10)
-    cheapest = table.predict_keys(space.blocks(space.cheapest(table.block_ms)))
+    cheapest = table.predict(space.blocks(space.cheapest(table.block_ms)))
     assert f"predicted {cheapest:.4f} ms" in line
     assert LatencyTable.load(micro_table_path(tables_copy)).entries == table.entries
     assert not (tmp_path / "out" / "trials.jsonl").exists()

@@ -13,6 +13,7 @@ import torch_pruning as tp
 from helpers import DIGITS_SHAPE, build_trained, micro_table_path, sample_archs
 from torch import nn
 
+from edgeauto.budget import LANDING
 from edgeauto.compress import (
     PRUNERS,
     PruneConfig,
@@ -25,8 +26,8 @@ from edgeauto.compress import (
     get_criterion,
     list_criteria,
 )
-from edgeauto.compress.calibrate import LANDING, prune_measured
 from edgeauto.compress.graph import build_graph, depth_candidates, prunable_groups
+from edgeauto.compress.landing import prune_measured
 from edgeauto.compress.scratch import recalibrate_bn, reinitialize
 from edgeauto.errors import ConfigError
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -48,12 +49,12 @@ def pruned(tmp_path_factory, micro_tables: Path, micro_space, trained_micro, hos
     predictor = MeasuringPredictor(table, local_timer(host_profile, ProfileSettings()))
     model = build_trained(micro_space, trained_micro)
     start_keys = model.op_keys(DIGITS_SHAPE[1:])
-    start_ms = predictor.predict_keys(start_keys)
+    start_ms = predictor.predict(start_keys)
     acc_before = accuracy(model, digits.x_val, digits.y_val)
     params_before = count_params(model)
 
     def latency_of(m: torch.nn.Module) -> float:
-        return predictor.predict_keys(m.op_keys(DIGITS_SHAPE[1:]))
+        return predictor.predict(m.op_keys(DIGITS_SHAPE[1:]))
 
     budget = 0.8 * start_ms
     problem = PruneProblem(DIGITS_SHAPE, latency_of, budget, digits)

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
+import yaml
+from helpers import micro_table_path, shared_data
 
 import edgeauto
+from edgeauto.devices.profile import DeviceProfile, load_profile, profiles_dir
 from edgeauto.errors import ConfigError, UnknownComponent
+from edgeauto.grow import GROWTH_INITS
+from edgeauto.latency.importers import IMPORTERS
+from edgeauto.latency.model import LATENCY_MODELS
+from edgeauto.latency.runners import RUNNERS
+from edgeauto.latency.table import LatencyTable
 from edgeauto.registry import Registry, suggest
+from edgeauto.search.executors import EXECUTORS
+from edgeauto.spaces import SearchSpace
 from edgeauto.sparse import SPARSE_METHODS
 from edgeauto.testing import (
+    CHECKS,
+    CheckSkipped,
+    LatencyFixture,
     check_criterion,
+    check_executor,
+    check_growth_init,
+    check_importer,
+    check_latency_model,
     check_pruner,
+    check_runner,
     check_runtime,
     check_space,
     check_sparse_method,
@@ -63,6 +88,124 @@ def test_runtime_conformance(name: str) -> None:
 @pytest.mark.parametrize("name", SPARSE_METHODS.names())
 def test_sparse_method_conformance(name: str, digits) -> None:
     check_sparse_method(name, digits)
+
+
+@pytest.mark.parametrize("name", GROWTH_INITS.names())
+def test_growth_init_conformance(name: str) -> None:
+    check_growth_init(name)
+
+
+@pytest.fixture(scope="module")
+def latency_fixture(micro_tables: Path, micro_space: SearchSpace) -> Iterator[LatencyFixture]:
+    """The session's measured micro table (a fresh copy in memory) and its space."""
+    fixture = LatencyFixture(LatencyTable.load(micro_table_path(micro_tables)), micro_space)
+    yield fixture
+    if fixture.timer is not None:
+        fixture.timer.close()
+
+
+@pytest.mark.parametrize("name", LATENCY_MODELS.names())
+def test_latency_model_conformance(name: str, latency_fixture: LatencyFixture) -> None:
+    check_latency_model(name, latency_fixture)
+
+
+def _skipping(check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run ``check``; a component that cannot run here is a skip with the check's reason."""
+    try:
+        check(*args, **kwargs)
+    except CheckSkipped as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def fake_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DeviceProfile:
+    """No phone is attached here: the adb runner talks to tests/test_runners.py's fake adb,
+    which runs the phone's side on this machine (benchmark_model prints recorded output)."""
+    from test_runners import DATA, FAKE_ADB, FAKE_BENCHMARK_MODEL
+
+    adb, bm = tmp_path / "adb", tmp_path / "benchmark_model"
+    adb.write_text(FAKE_ADB.format(python=sys.executable))
+    bm.write_text(FAKE_BENCHMARK_MODEL.format(python=sys.executable))
+    for tool in (adb, bm):
+        tool.chmod(0o755)
+    for var, value in (("FAKE_ADB_LOG", tmp_path / "adb.log"), ("FAKE_BM_LOG", tmp_path / "bm.log"),
+                       ("FAKE_BM_OUTPUT", DATA / "litert_percentiles.txt")):  # fmt: skip
+        monkeypatch.setenv(var, str(value))
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "emulator-5554")
+    data = yaml.safe_load((profiles_dir() / "pixel-7.yaml").read_text())
+    data["connection"] = {
+        "kind": "adb", "serial": "emulator-5554", "adb": str(adb), "benchmark_model": str(bm),
+        "workdir": str(tmp_path / "phone"),
+    }  # fmt: skip
+    (tmp_path / "phone").mkdir()
+    return DeviceProfile.model_validate(data)
+
+
+@pytest.mark.parametrize("name", RUNNERS.names())
+def test_runner_conformance(name: str, request: pytest.FixtureRequest) -> None:
+    profile = request.getfixturevalue("fake_phone") if name == "adb" else None
+    _skipping(check_runner, name, profile)
+
+
+def test_runner_check_skips_without_a_device() -> None:
+    with pytest.raises(CheckSkipped, match="needs a reachable device"):
+        check_runner("adb")
+
+
+#: Per registered importer: a published source under ../shared/data/luts, its device and space.
+IMPORTER_SOURCES: dict[str, tuple[str, str, str, tuple[int, int, int], int]] = {
+    "ofa-yaml": ("ofa-note10", "samsung-note10", "ofa-mbv3", (3, 224, 224), 1000),
+    "fbnet-json": ("fbnet-raspi4/lookup_table_pi.json", "raspberry-pi-4", "fbnet-cifar",
+                   (3, 32, 32), 10),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", IMPORTERS.names())
+def test_importer_conformance(name: str) -> None:
+    assert name in IMPORTER_SOURCES, f"importer {name!r}: add a published source to check it on"
+    source, device, space, shape, classes = IMPORTER_SOURCES[name]
+    check_importer(
+        name, shared_data() / "luts" / source, load_profile(device), space, shape, classes
+    )
+
+
+#: Per registered executor: the options it is checked with (Ray: a local cluster, 2 CPUs).
+EXECUTOR_OPTIONS: dict[str, dict[str, Any]] = {"inprocess": {}, "ray": {"workers": 2}}
+
+
+@pytest.mark.parametrize("name", EXECUTORS.names())
+def test_executor_conformance(name: str) -> None:
+    assert name in EXECUTOR_OPTIONS, f"executor {name!r}: say how to construct it for its check"
+    check_executor(name, **EXECUTOR_OPTIONS[name])
+
+
+#: Files of the package that are scripts shipped elsewhere, not importable in place.
+STANDALONE = {"edgeauto.bundle.infer"}  # copied next to the bundle's preprocess.json
+
+
+def _registries() -> Iterator[tuple[str, Registry]]:
+    """Every module-level :class:`Registry` of the ``edgeauto`` package (all submodules
+    imported), once each, as ``(module.name, registry)``."""
+    seen: set[int] = set()
+    for info in pkgutil.walk_packages(edgeauto.__path__, "edgeauto."):
+        if info.name.endswith("__main__") or info.name in STANDALONE:
+            continue
+        module = importlib.import_module(info.name)
+        for attr, value in vars(module).items():
+            if isinstance(value, Registry) and id(value) not in seen:
+                seen.add(id(value))
+                yield f"{info.name}.{attr}", value
+
+
+def test_every_registry_has_a_conformance_check() -> None:
+    found = dict(_registries())
+    roles = {reg.role: where for where, reg in found.items()}
+    assert len(roles) == len(found), f"two registries share a role: {sorted(found)}"
+    unchecked = sorted(f"{where} ({role!r})" for role, where in roles.items() if role not in CHECKS)
+    assert not unchecked, f"registries without a check in edgeauto.testing.CHECKS: {unchecked}"
+    stale = sorted(set(CHECKS) - set(roles))
+    assert not stale, f"edgeauto.testing.CHECKS names roles no registry has: {stale}"
+    assert {"latency model", "runner", "table importer", "executor", "growth init"} <= set(roles)
 
 
 def test_registry_rejects_duplicates() -> None:

@@ -32,7 +32,7 @@ QUICK = {"warmup_epochs": 1, "search_epochs": 2, "max_batches": 12}
 
 def _problem(space_name: str, latency, data: Dataset, budget_x: float, trials: int = 1):
     space = get_space(space_name, data.input_shape, data.num_classes)
-    cheapest = latency.predict_keys(space.blocks(space.cheapest(latency.block_ms)))
+    cheapest = latency.predict(space.blocks(space.cheapest(latency.block_ms)))
     return SearchProblem(
         space, latency, cheapest * budget_x, lambda a: 0.0, trials=trials, data=data
     )
@@ -214,7 +214,7 @@ def test_run_with_dnas_writes_curve_and_report(micro_tables: Path, tmp_path: Pat
     shutil.copytree(micro_tables, tables)
     out = tmp_path / "run"
     manifest = edgeauto.run(
-        device="host", latency_ms=1.0, dataset="digits", space=MICRO, strategy="dnas", trials=1,
+        check=False, device="host", latency_ms=1.0, dataset="digits", space=MICRO, strategy="dnas", trials=1,
         epochs=1, finetune_epochs=0, tables=str(tables), out=str(out), inherit_weights=True,
         measure_runs=30,
     )  # fmt: skip

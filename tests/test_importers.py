@@ -171,7 +171,7 @@ def test_ofa_prediction_equals_ofas_own_sum(ofa_rgb, luts, res, k, e, d) -> None
     lut = yaml.safe_load((luts / "ofa-note10" / f"{res}_lookup_table.yaml").read_text())
     space = get_space("ofa-mbv3", (3, res, res), 1000)
     arch = Arch(space.widths, tuple((Choice(k, e),) * d for _ in range(5)), res)
-    ours = ofa_rgb.table.predict_keys(space.blocks(arch))
+    ours = ofa_rgb.table.predict(space.blocks(arch))
     assert ours == pytest.approx(_ofa_sum(lut, res, k, e, d), rel=0.01)
 
 
@@ -310,21 +310,17 @@ def test_published_archs_predicted(ofa_rgb: ImportReport, fbnet_rgb: ImportRepor
     """OFA's extremes at 224 and FBNet-A/B/C on the Pi: the numbers the closing note quotes."""
     ofa = get_space("ofa-mbv3", (3, 224, 224), 1000)
     assert isinstance(ofa, OFAMobileNetV3Space)
-    small = ofa_rgb.table.predict_keys(
-        ofa.blocks(Arch(ofa.widths, ((Choice(3, 3),) * 2,) * 5, 224))
-    )
-    large = ofa_rgb.table.predict_keys(
-        ofa.blocks(Arch(ofa.widths, ((Choice(7, 6),) * 4,) * 5, 224))
-    )
+    small = ofa_rgb.table.predict(ofa.blocks(Arch(ofa.widths, ((Choice(3, 3),) * 2,) * 5, 224)))
+    large = ofa_rgb.table.predict(ofa.blocks(Arch(ofa.widths, ((Choice(7, 6),) * 4,) * 5, 224)))
     # OFA's Note10 models span 8-64 ms (its model zoo); the space at 224 brackets the upper part
     assert 10 < small < 25 < 60 < large < 120
     fb = get_space("fbnet-cifar", (3, 32, 32), 10)
     ms = {}
     for name, text in FBNET_ABC.items():
         layers = tuple(tuple(Choice.parse(c) for c in st.split()) for st in text.split("|"))
-        ms[name] = fbnet_rgb.table.predict_keys(fb.blocks(Arch(fb.widths, layers)))
+        ms[name] = fbnet_rgb.table.predict(fb.blocks(Arch(fb.widths, layers)))
     cheapest = fb.cheapest(fbnet_rgb.table.block_ms)
-    assert all(fbnet_rgb.table.predict_keys(fb.blocks(cheapest)) < v for v in ms.values())
+    assert all(fbnet_rgb.table.predict(fb.blocks(cheapest)) < v for v in ms.values())
     assert ms["fbnet-c"] > ms["fbnet-b"]  # C adds e6 blocks where B has e1
 
 
@@ -339,7 +335,7 @@ def test_ofa_note10_models_within_predicted_range(ofa_rgb, published_ms, macs_m)
         keys = [k for k in space.blocks(space.sample(rng)) if k.kind != "resize"]
         macs = sum(work(k)[0] for k in keys) / 2e6
         if abs(macs - macs_m) <= 0.05 * macs_m:
-            near.append(ofa_rgb.table.predict_keys(keys))
+            near.append(ofa_rgb.table.predict(keys))
     assert len(near) >= 20
     assert min(near) <= published_ms <= max(near)
 

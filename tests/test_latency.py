@@ -15,7 +15,7 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import (
     ProfileSettings,
@@ -81,11 +81,11 @@ def test_predict_is_sum_of_blocks_plus_overhead() -> None:
     assert t.block_ms(keys[1]) == pytest.approx(0.025)
     assert t.block_ms(keys[3]) == 0.0  # clamped: a block never costs less than nothing
     expected = sum(max(t.entries[k].median_ms - 0.005, 0.0) for k in keys) + 0.005
-    assert t.predict_keys(keys) == pytest.approx(expected)
-    assert t.predict_keys(keys) == pytest.approx(sum(t.block_ms(k) for k in keys) + t.overhead_ms())
-    assert t.predict_keys([]) == pytest.approx(0.005)
+    assert t.predict(keys) == pytest.approx(expected)
+    assert t.predict(keys) == pytest.approx(sum(t.block_ms(k) for k in keys) + t.overhead_ms())
+    assert t.predict([]) == pytest.approx(0.005)
     # repeated keys count once per occurrence
-    assert t.predict_keys([keys[1], keys[1]]) == pytest.approx(0.055)
+    assert t.predict([keys[1], keys[1]]) == pytest.approx(0.055)
 
 
 def test_table_without_overhead() -> None:
@@ -185,7 +185,7 @@ def test_table_miss_message() -> None:
     assert "edgeauto profile --device host --space fbnet-micro" in msg
     assert str(t.path) in msg
     with pytest.raises(TableMiss):
-        t.predict_keys([pruned])
+        t.predict([pruned])
     with pytest.raises(TableMiss):
         t.block_ms(pruned)
 
@@ -293,18 +293,18 @@ def test_measuring_predictor_adds_missing_key(tables_copy: Path, host_profile, m
     stem = next(k for k in table.entries if k.kind == "stem")
     head = next(k for k in table.entries if k.kind == "head" and k.cin == 16)
     keys = [stem, pruned, head]
-    ms = predictor.predict_keys(keys)
+    ms = predictor.predict(keys)
     assert predictor.measured_on_demand == 1
     assert pruned in table.entries
     stat = table.entries[pruned]
     assert 0 < stat.median_ms <= stat.p90_ms
     # whole rounds, a disturbed one dropped (LatencyStat.from_rounds)
     assert stat.runs % settings.runs == 0 and stat.runs <= settings.runs * settings.rounds
-    assert ms == pytest.approx(table.predict_keys(keys))
+    assert ms == pytest.approx(table.predict(keys))
     # saved to the table's file, so later runs predict it from measurement
     assert LatencyTable.load(path).entries[pruned] == stat
     # a second prediction measures nothing
-    assert predictor.predict_keys(keys) == pytest.approx(ms)
+    assert predictor.predict(keys) == pytest.approx(ms)
     assert predictor.block_ms(pruned) == pytest.approx(table.block_ms(pruned))
     assert predictor.measured_on_demand == 1
 
@@ -313,7 +313,7 @@ def test_predictor_without_timer_raises_table_miss(micro_table: LatencyTable) ->
     predictor = MeasuringPredictor(micro_table, timer=None)
     pruned = OpKey("mbconv", 8, 20, 16, 8, 8, 5, 1)
     with pytest.raises(TableMiss, match="edgeauto profile --device host"):
-        predictor.predict_keys([pruned])
+        predictor.predict([pruned])
     assert predictor.measured_on_demand == 0
     assert pruned not in micro_table.entries
 
@@ -385,7 +385,7 @@ def test_prediction_matches_whole_model_within_3x(
     preds = []
     for i, arch in enumerate(archs):
         model = micro_space.build(arch).eval()
-        predicted = micro_table.predict_keys(micro_space.blocks(arch))
+        predicted = micro_table.predict(micro_space.blocks(arch))
         onnx_path = export_onnx(model, micro_space.input_shape, tmp_path / f"m{i}.onnx")
         artifact = litert.from_onnx(onnx_path, tmp_path / f"m{i}.tflite")
         measured = litert.measure(artifact, host_profile.threads, runs=200, warmup=50).median_ms
@@ -399,3 +399,38 @@ def test_shipped_table_untouched(micro_tables: Path) -> None:
     """The suite's table lives in a temp folder, never in the repository's hw_latency/."""
     repo_tables = Path(__file__).resolve().parents[1] / "hw_latency"
     assert not micro_tables.resolve().is_relative_to(repo_tables.resolve())
+
+
+# -- one latency model per device, chosen from its cost model ------------------------------------
+
+
+def test_for_profile_chooses_from_the_cost_model(
+    micro_table: LatencyTable, micro_space, host_profile: DeviceProfile
+) -> None:
+    """``latency`` devices price from their table (ms, calibrated), ``relu-count`` devices
+    count ReLU-equivalents; both are registered latency models."""
+    from edgeauto.devices.profile import load_profile
+    from edgeauto.latency.choose import COST_MODELS, for_profile
+    from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
+    from edgeauto.latency.relu import ReluCost
+    from edgeauto.linearize.snl import relu_cost
+    from edgeauto.search.base import LatencyPredictor
+
+    keys = micro_space.blocks(largest_arch(micro_space))
+    model = for_profile(host_profile, table=micro_table, calibration=1.5)
+    assert isinstance(model, MeasuringPredictor) and model.cost_unit == "ms"
+    assert model.table is micro_table and model.timer is None
+    assert model.predict(keys) == pytest.approx(1.5 * micro_table.predict(keys))
+    pi = load_profile("pi-relu")
+    relu = for_profile(pi, table=micro_table)  # the table is not what it is priced by
+    assert isinstance(relu, ReluCost) and relu.cost_unit == "relu-equivalents"
+    assert relu.flop_weight == pi.flop_weight
+    built = micro_space.build(largest_arch(micro_space))
+    assert relu.predict(keys) == pytest.approx(relu_cost(built, (1, 8, 8), pi.flop_weight))
+    assert relu.predict([]) == 0.0
+    for profile, chosen in ((host_profile, model), (pi, relu)):
+        assert isinstance(chosen, LatencyModel)
+        assert LATENCY_MODELS.get(COST_MODELS[profile.cost_model]) is type(chosen)
+    assert LatencyPredictor is LatencyModel  # the old name of the role
+    with pytest.raises(ConfigError, match="pass table="):
+        for_profile(host_profile)

@@ -128,7 +128,7 @@ def test_a_limit_below_the_smallest_arch_is_infeasible() -> None:
 def test_run_records_the_footprint_against_its_limits(tmp_path: Path, micro_tables: Path) -> None:
     tables = tmp_path / "tables"
     shutil.copytree(micro_tables, tables)
-    m = edgeauto.run(device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
+    m = edgeauto.run(check=False, device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
                      trials=2, epochs=2, tables=str(tables), out=str(tmp_path / "run"),
                      max_params=4000, max_activation_kb=64, int8=False)  # fmt: skip
     b = m["budget"]
@@ -162,11 +162,11 @@ def test_modes(tmp_path: Path, micro_tables: Path, micro_table) -> None:
         RunConfig(mode="both")
     space = get_space("fbnet-micro", (1, 8, 8), 10)
     rng = random.Random(0)
-    costs = sorted(micro_table.predict_keys(space.blocks(space.sample(rng))) for _ in range(40))
+    costs = sorted(micro_table.predict(space.blocks(space.sample(rng))) for _ in range(40))
     budget = costs[len(costs) // 2]  # half the space is over it
     tables = tmp_path / "tables"
     shutil.copytree(micro_tables, tables)
-    edgeauto.run(device="host", latency_ms=budget, dataset="digits", space="fbnet-micro",
+    edgeauto.run(check=False, device="host", latency_ms=budget, dataset="digits", space="fbnet-micro",
                  trials=4, epochs=1, tables=str(tables), out=str(tmp_path / "run"), mode="joint",
                  int8=False, tolerance=5.0)  # fmt: skip
     trials = [json.loads(x) for x in (tmp_path / "run" / "trials.jsonl").read_text().splitlines()]

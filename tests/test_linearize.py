@@ -125,7 +125,7 @@ def test_run_needs_the_right_budget_for_the_device(cli, tmp_path: Path) -> None:
 
 
 def test_relu_cost_of_a_key_is_the_built_blocks(micro_space) -> None:
-    from edgeauto.jobs.private import ReluCost
+    from edgeauto.latency.relu import ReluCost
     from edgeauto.spaces.modules import block_for_key
 
     cost = ReluCost(flop_weight=0.01)
@@ -134,7 +134,7 @@ def test_relu_cost_of_a_key_is_the_built_blocks(micro_space) -> None:
     keys = list(micro_space.blocks(arch))
     shape = (1, 8, 8)
     # the sum over blocks is the whole model's ReLUs and MACs (blocks are sequential)
-    assert cost.predict_keys(keys) == pytest.approx(relu_cost(model, shape, 0.01))
+    assert cost.predict(keys) == pytest.approx(relu_cost(model, shape, 0.01))
     mb = next(k for k in keys if k.kind == "mbconv" and k.hidden)
     block = block_for_key(mb)
     assert cost.block_ms(mb) == relu_cost(block, (mb.cin, mb.h, mb.w), 0.01)

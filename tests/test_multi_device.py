@@ -61,7 +61,7 @@ def _ort_host(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_one_model_meets_every_devices_budget(cli, tmp_path: Path, micro_tables: Path) -> None:
     from edgeauto.devices.profile import load_profile
-    from edgeauto.jobs.pipeline import open_table
+    from edgeauto.latency.device import open_table
     from edgeauto.progress import NullReporter
     from edgeauto.spaces import Arch, get_space
 
@@ -71,7 +71,7 @@ def test_one_model_meets_every_devices_budget(cli, tmp_path: Path, micro_tables:
     space = get_space(MICRO, (1, 8, 8), 10)
     _, ort = open_table(load_profile(str(other)), space, NullReporter(), tables)
     rng = random.Random(0)
-    costs = sorted(ort.predict_keys(space.blocks(space.sample(rng))) for _ in range(40))
+    costs = sorted(ort.predict(space.blocks(space.sample(rng))) for _ in range(40))
     tight = costs[len(costs) // 3]  # ONNX Runtime binds: most of the space is over it
     r = cli(
         "run", "--device", "host", "--device", str(other), "--one-model", "--latency-ms", "50",
@@ -88,7 +88,7 @@ def test_one_model_meets_every_devices_budget(cli, tmp_path: Path, micro_tables:
     # the searched archs and the pruned model keep to the tight device's budget, by its table
     for line in (tmp_path / "out" / "trials.jsonl").read_text().splitlines():
         arch = Arch.from_json(json.loads(line)["arch"])
-        assert ort.predict_keys(space.blocks(arch)) <= tight * (1 + 1e-9)
+        assert ort.predict(space.blocks(arch)) <= tight * (1 + 1e-9)
     assert d["predicted_ms"] <= tight * (1 + 1e-9)
     # the manifest's own latency is the first device's, not the worst case in its units
     assert m["latency"]["predicted_ms"] < 1.0 and m["latency"]["runtime"] == "litert"
@@ -106,13 +106,13 @@ def test_worst_case_is_the_tightest_budget_in_the_first_devices_ms(micro_table) 
     table = MeasuringPredictor(micro_table)
     host, phone = load_profile("host"), load_profile("pixel-7")
     keys = list(space.blocks(space.sample(random.Random(1))))
-    host_ms, macs_ms = table.predict_keys(keys), MacsLatency().predict_keys(keys)
+    host_ms, macs_ms = table.predict(keys), MacsLatency().predict(keys)
     for phone_budget in (macs_ms * 10, macs_ms / 10):  # the phone loose, then binding
         worst = WorstCasePredictor(
             [Member(host, 2 * host_ms, table), Member(phone, phone_budget, MacsLatency())]
         )
         want = 2 * host_ms * max(0.5, macs_ms / phone_budget)
-        assert worst.predict_keys(keys) == pytest.approx(want)
+        assert worst.predict(keys) == pytest.approx(want)
         assert worst.binding(keys) == ("host" if phone_budget > macs_ms else "pixel-7")
         for k in keys:  # per block: the worse of the two, in the host's budget units
             host_part = table.block_ms(k) / (2 * host_ms)

@@ -25,7 +25,7 @@ from edgeauto.grow.noisy import (
     width_ratio,
 )
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
-from edgeauto.search.noisy import NoisySearch
+from edgeauto.search.morphism import NoisySearch
 from edgeauto.spaces import Arch, get_space
 from edgeauto.testing.conformance import MacsLatency
 
@@ -132,11 +132,11 @@ def _problem(trials: int) -> tuple[SearchProblem, float]:
     """fbnet-micro with a budget between its cheapest and its largest architecture; accuracy
     grows with latency, so the search wants to grow up to the budget."""
     space, lat = get_space("fbnet-micro", (1, 8, 8), 3), MacsLatency()
-    low = lat.predict_keys(space.blocks(space.cheapest(lat.block_ms)))
+    low = lat.predict(space.blocks(space.cheapest(lat.block_ms)))
     budget = 1.4 * low
 
     def evaluate(arch: Arch) -> float:
-        return 1.0 - 1.0 / (1.0 + 100 * lat.predict_keys(space.blocks(arch)))
+        return 1.0 - 1.0 / (1.0 + 100 * lat.predict(space.blocks(arch)))
 
     return SearchProblem(space, lat, budget, evaluate, trials, seed=3), budget
 

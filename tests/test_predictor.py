@@ -18,11 +18,10 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.jobs.pipeline import open_table
+from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import (
     FEATURES,
     MIN_TRAIN,
-    PREDICTORS,
     FusionResidual,
     Predictor,
     Ridge,
@@ -31,6 +30,7 @@ from edgeauto.latency.fusion import (
     best_predictor,
     cross_validated,
     get_predictor,
+    list_predictors,
 )
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
@@ -51,7 +51,7 @@ def synthetic_runs(table: LatencyTable, space: SearchSpace, n: int) -> list[Whol
     for arch in sample_archs(space, n, seed=1):
         keys = tuple(space.blocks(arch))
         law = math.exp(-0.03 * len(keys) + 0.02 * sum(k.residual for k in keys))
-        ms = table.predict_keys(keys) * law
+        ms = table.predict(keys) * law
         runs.append(WholeModelRun(keys, ms, ms * 1.1, 100, "2026-01-01", arch.to_json()))
     return runs
 
@@ -90,7 +90,7 @@ def test_exported_block_is_one_fused_unit(tmp_path: Path) -> None:
 # -- the registered predictors ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PREDICTORS.names())
+@pytest.mark.parametrize("name", list_predictors())
 def test_every_predictor_predicts(name: str, micro_table: LatencyTable, micro_space) -> None:
     runs = synthetic_runs(micro_table, micro_space, MIN_TRAIN + 2)
     predictor = get_predictor(name, micro_table, runs)
@@ -107,7 +107,7 @@ def test_naive_counts_one_overhead_per_block(micro_table: LatencyTable, micro_sp
     keys = micro_space.blocks(sample_archs(micro_space, 1)[0])
     naive = get_predictor("naive", micro_table).predict(keys)
     fusion = get_predictor("fusion", micro_table).predict(keys)
-    assert fusion == pytest.approx(micro_table.predict_keys(keys))
+    assert fusion == pytest.approx(micro_table.predict(keys))
     clamped = any(micro_table.entries[k].median_ms < micro_table.overhead_ms() for k in keys)
     if not clamped:  # a block faster than the overhead is clamped to 0, not negative
         assert naive - fusion == pytest.approx((len(keys) - 1) * micro_table.overhead_ms())
@@ -118,7 +118,7 @@ def test_features_are_named_and_finite(micro_table: LatencyTable, micro_space) -
     feats = dict(zip(FEATURES, arch_features(micro_table, keys)))
     assert len(feats) == len(FEATURES) and all(math.isfinite(v) for v in feats.values())
     assert feats["blocks"] == len(keys)
-    assert feats["log_fusion_ms"] == pytest.approx(math.log(micro_table.predict_keys(keys)))
+    assert feats["log_fusion_ms"] == pytest.approx(math.log(micro_table.predict(keys)))
     assert feats["input_kvalues"] == pytest.approx(1 * 8 * 8 / 1e3)
     with pytest.raises(ConfigError, match="at least one block"):
         arch_features(micro_table, [])
@@ -144,7 +144,7 @@ def test_ridge_recovers_a_linear_law_and_round_trips() -> None:
 def test_residual_learns_what_fusion_misses(micro_table: LatencyTable, micro_space) -> None:
     runs = synthetic_runs(micro_table, micro_space, 30)
     measured = [r.measured_ms for r in runs]
-    fusion = Score.of([micro_table.predict_keys(r.keys) for r in runs], measured)
+    fusion = Score.of([micro_table.predict(r.keys) for r in runs], measured)
     cv = cross_validated(lambda: FusionResidual(micro_table), runs, folds=5)
     residual = Score.of(cv, measured)
     assert residual.rmspe < fusion.rmspe / 3
@@ -203,7 +203,7 @@ def test_measuring_predictor_reports_its_model(micro_table: LatencyTable) -> Non
     p = MeasuringPredictor(micro_table)
     assert p.to_json()["name"] == "fusion" and p.calibration == 1.0
     keys = list(micro_table.entries)[:3]
-    assert p.predict_keys(keys) == pytest.approx(micro_table.predict_keys(keys))
+    assert p.predict(keys) == pytest.approx(micro_table.predict(keys))
 
 
 # -- whole networks measured end to end ----------------------------------------------------------

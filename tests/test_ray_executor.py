@@ -81,7 +81,7 @@ def test_failed_raised_crashed_and_timed_out_trials(cluster) -> None:
 
 def test_study_on_ray_gives_the_in_process_answer(cluster, micro_table, tmp_path) -> None:
     space = get_space(MICRO, DIGITS_SHAPE, DIGITS_CLASSES)
-    budget = 10 * micro_table.predict_keys(space.blocks(space.cheapest(micro_table.block_ms)))
+    budget = 10 * micro_table.predict(space.blocks(space.cheapest(micro_table.block_ms)))
 
     def smbo() -> ProgressiveSMBO:
         problem = SearchProblem(space, micro_table, budget, lambda a: 0.0, trials=6, seed=0)

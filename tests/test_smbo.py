@@ -157,7 +157,7 @@ def _target_landscape(space, target):
 def _problem(space_name: str, trials: int, seed: int, budget_x: float = 50.0, evaluate=None):
     space = get_space(space_name, (1, 28, 28), 10)
     lat = MacsLatency()
-    low = lat.predict_keys(space.blocks(space.cheapest(lat.block_ms)))
+    low = lat.predict(space.blocks(space.cheapest(lat.block_ms)))
     target = space.sample(random.Random(99))
     evaluate = evaluate or _target_landscape(space, target)
     return SearchProblem(space, lat, low * budget_x, evaluate, trials=trials, seed=seed)
@@ -253,7 +253,7 @@ def test_ask_batch_waits_for_the_step_and_ignores_tell_order() -> None:
 
 def test_warm_start_picks_the_zero_cost_best(micro_table, digits) -> None:
     space = get_space("fbnet-micro", DIGITS_SHAPE, DIGITS_CLASSES)
-    budget = 10 * micro_table.predict_keys(space.blocks(space.cheapest(micro_table.block_ms)))
+    budget = 10 * micro_table.predict(space.blocks(space.cheapest(micro_table.block_ms)))
     problem = SearchProblem(space, micro_table, budget, lambda a: 0.5, trials=6, seed=0)
     scorer = ZeroCostScorer(space, digits.x_train[:16], seed=0)
     smbo = ProgressiveSMBO(problem, SMBOConfig(beam=2), scorer)

@@ -23,7 +23,8 @@ from helpers import (
 
 from edgeauto.config import RunConfig
 from edgeauto.errors import RunDirError
-from edgeauto.jobs.pipeline import search_stage, setup
+from edgeauto.jobs.context import setup
+from edgeauto.jobs.stages import search_stage
 from edgeauto.latency.table import LatencyTable
 from edgeauto.progress import NullReporter
 from edgeauto.rundir import RunDir
@@ -45,7 +46,7 @@ def _objective() -> TrainObjective:
 
 def _smbo(table, trials: int = TRIALS) -> ProgressiveSMBO:
     space = get_space(MICRO, DIGITS_SHAPE, DIGITS_CLASSES)
-    budget = 10 * table.predict_keys(space.blocks(space.cheapest(table.block_ms)))
+    budget = 10 * table.predict(space.blocks(space.cheapest(table.block_ms)))
     problem = SearchProblem(space, table, budget, lambda a: 0.0, trials=trials, seed=0)
     return ProgressiveSMBO(problem, SMBOConfig(beam=3))
 

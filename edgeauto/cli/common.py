@@ -25,6 +25,7 @@ DEBUG_ENV = "EDGEAUTO_DEBUG"
 
 OPTIONS = {"debug": False}
 
+
 class OneLineErrors(TyperGroup):
     """Click's usage errors (``--trials abc``, an unknown option) as one line, exit 2, like ours."""
 
@@ -49,6 +50,7 @@ class OneLineErrors(TyperGroup):
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
+
 def fail(exc: EdgeAutoError) -> None:
     """Print ``exc`` on one line (after its traceback with --debug) and exit with its code."""
     if OPTIONS["debug"] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
@@ -56,6 +58,7 @@ def fail(exc: EdgeAutoError) -> None:
         err.print(trace.rstrip(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
 
 def parse_latency(value: str) -> float:
     """Parse ``--latency-ms`` here so a non-number gets our one-line error, not Click's."""
@@ -71,7 +74,10 @@ def parse_latency(value: str) -> float:
         )
     return ms
 
-def parse_shape(input_shape: str | None, classes: int, dataset: str) -> tuple[tuple[int, int, int], int]:
+
+def parse_shape(
+    input_shape: str | None, classes: int, dataset: str
+) -> tuple[tuple[int, int, int], int]:
     from edgeauto.data import dataset_shape
 
     if input_shape is None:

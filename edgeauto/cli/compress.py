@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from edgeauto.cli.common import err, fail, parse_latency
-from edgeauto.cli.render import finish
-from edgeauto.errors import EdgeAutoError
+from edgeauto.cli.render import over_budget, summary
+from edgeauto.errors import EdgeAutoError, OverBudget
+from edgeauto.manifest import Manifest
 
 
 def compress(
@@ -53,6 +54,15 @@ def compress(
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     tolerance: Annotated[float, typer.Option(help="Allowed measured overshoot.")] = 0.10,
+    max_params: Annotated[
+        int | None, typer.Option(help="Also cap the parameter count (checked on the result).")
+    ] = None,
+    max_size_kb: Annotated[
+        float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
+    ] = None,
+    max_activation_kb: Annotated[
+        float | None, typer.Option(help="Also cap peak activation memory (kB, measured).")
+    ] = None,
     tables: Annotated[str | None, typer.Option(help="Latency tables folder.")] = None,
     resume: Annotated[bool, typer.Option(help="Reuse finished stages of --out.")] = False,
 ) -> None:
@@ -67,12 +77,21 @@ def compress(
             seed=seed, epochs=epochs, finetune_epochs=finetune_epochs, criterion=criterion,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8, tolerance=tolerance,
             tables=tables, resume=resume, model=model, from_run=from_run, weights=weights,
-            sparse_method=method, sparsity=sparsity,
+            sparse_method=method, sparsity=sparsity, max_params=max_params,
+            max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
         )  # fmt: skip
         manifest = compress_model(cfg, RichReporter())
+    except OverBudget as exc:
+        _pruning_note(exc.manifest)
+        over_budget(exc)
     except EdgeAutoError as exc:
         fail(exc)
+    _pruning_note(manifest)
+    summary(manifest)
+
+
+def _pruning_note(manifest: Manifest) -> None:
+    """Pruning that had nothing to do, or could go no further, says so."""
     plan = manifest["pruning"]
     if plan.get("status") in ("already", "floor"):
         err.print(f"pruning: {plan['message']}", markup=False, highlight=False)
-    finish(manifest, cfg.tolerance)

@@ -32,6 +32,7 @@ def devices(ctx: typer.Context) -> None:
         fail(exc)
     out.print(t)
 
+
 @devices_app.command("show")
 def devices_show(name: Annotated[str, typer.Argument(help="Profile name or YAML path.")]) -> None:
     """Print one device profile (with ``auto`` fields resolved)."""

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from edgeauto.devices.profile import DeviceProfile
     from edgeauto.latency.table import LatencyTable
 
+
 def profile(
     device: Annotated[str, typer.Option(help="Device profile name or YAML path.")] = "host",
     space: Annotated[str, typer.Option(help="Search space to profile.")] = "fbnet-lite",
@@ -47,6 +48,8 @@ def profile(
     # Blocks are converted here and timed on the device by its runner. An interrupted run
     # keeps every finished batch: the same command again measures only what is missing.
     from edgeauto.devices.profile import load_profile
+    from edgeauto.jobs.profile import build_table
+    from edgeauto.progress import RichReporter
 
     try:
         prof = _with_overrides(load_profile(device), host, key, known_hosts)
@@ -54,12 +57,13 @@ def profile(
         if validate < 0:
             raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
         root = Path(tables) if tables else None
-        table = _profile_table(prof, space, shape, n, root, validate)
+        table = build_table(prof, space, shape, n, root, validate, RichReporter())
     except EdgeAutoError as exc:
         fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
     if validate:
         _print_validation(table)
+
 
 def _with_overrides(
     prof: DeviceProfile, host: str | None, key: str | None, known_hosts: str | None
@@ -76,45 +80,6 @@ def _with_overrides(
     fields = parse_host(host) if host else {}
     return with_connection(prof, **fields, key=key, known_hosts=known_hosts)
 
-def _profile_table(
-    prof: DeviceProfile,
-    space_name: str,
-    shape: tuple[int, int, int],
-    n: int,
-    root: Path | None,
-    validate: int = 0,
-) -> LatencyTable:
-    """Open or start the device's table and measure the space's missing keys through its
-    runner; then ``validate`` random whole networks end to end."""
-    from edgeauto.latency.profiler import (
-        ProfileSettings,
-        fill_table,
-        make_timer,
-        open_device_table,
-        validate_table,
-    )
-    from edgeauto.progress import RichReporter
-    from edgeauto.spaces import get_space
-
-    sp = get_space(space_name, shape, n)
-    timer = make_timer(prof, ProfileSettings())
-    where = f"{prof.runtime}, {prof.connection.target()}"
-    try:
-        table = open_device_table(prof, sp.name, timer, root)
-        missing = table.missing(sp.all_keys())
-        if missing or table.overhead is None or validate:
-            timer.runner.describe()  # reach the device before converting anything
-        if missing or table.overhead is None:
-            desc = f"profiling {len(missing)} blocks on {prof.name} ({where})"
-            with RichReporter().task(desc, len(missing)) as task:
-                fill_table(table, missing, timer, lambda d, t, _k: task.update(d, t))
-        if validate:
-            desc = f"timing {validate} whole networks on {prof.name} ({where})"
-            with RichReporter().task(desc, validate) as task:
-                validate_table(table, sp, timer, validate, lambda d, t, _k: task.update(d, t))
-    finally:
-        timer.close()
-    return table
 
 def _print_validation(table: LatencyTable) -> None:
     """How the predictors do on the table's whole networks (in-sample for the residual)."""

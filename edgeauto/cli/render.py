@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.table import Table
 
 from edgeauto.cli.common import err, out
+from edgeauto.errors import OverBudget
+from edgeauto.manifest import Manifest
 
 
-def summary(manifest) -> None:
+def summary(manifest: Manifest) -> None:
+    """The run's table: accuracy, budget, predicted and measured latency, where the files are."""
     lat = manifest["latency"]
     t = Table(title=f"edgeauto run: {manifest.device}", show_header=True)
     t.add_column("what")
@@ -34,20 +39,12 @@ def summary(manifest) -> None:
         out.print(f"  {name}: {manifest.artifact(name)}")
     out.print(f"  report: {manifest.path.parent / 'report.md'}")
 
-def finish(manifest, tolerance: float) -> None:
-    """Print the summary; exit 3 when the measured latency is over budget."""
-    summary(manifest)
-    if not manifest.within_budget:
-        if manifest.measured_ms > manifest.budget_ms * (1 + tolerance):
-            err.print(
-                f"[bold red]over budget:[/] measured {manifest.measured_ms:.4f} ms > "
-                f"{manifest.budget_ms:g} ms + {tolerance:.0%}", highlight=False,
-            )  # fmt: skip
-        for broken in manifest.violations:
-            err.print(f"[bold red]over a limit:[/] {broken}", highlight=False)
-        for d in manifest.data.get("devices") or []:
-            if not d["within_budget"]:
-                got = d["measured_ms"] if d["measured_ms"] is not None else d["predicted_ms"]
-                err.print(f"[bold red]over budget on {d['name']}:[/] {got:.4f} ms > "
-                          f"{d['budget_ms']:g} ms + {tolerance:.0%}", highlight=False)  # fmt: skip
-        raise typer.Exit(3)
+
+def over_budget(exc: OverBudget) -> NoReturn:
+    """Print the summary of the model that failed its budget and why; exit 3."""
+    if exc.manifest is not None:
+        summary(exc.manifest)
+    for reason in exc.reasons:
+        what, _, rest = reason.partition(":")
+        err.print(f"[bold red]{what}:[/]{rest}", highlight=False)
+    raise typer.Exit(3)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgeauto.cli.common import err, fail, out, parse_latency
-from edgeauto.cli.render import finish, summary
-from edgeauto.errors import ConfigError, EdgeAutoError
+from edgeauto.cli.render import over_budget, summary
+from edgeauto.errors import ConfigError, EdgeAutoError, OverBudget
+
+if TYPE_CHECKING:
+    from edgeauto.config import RunConfig
 
 
 def run(
@@ -70,6 +71,10 @@ def run(
         bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
     ] = False,
     trials: Annotated[int, typer.Option(help="Architectures trained during search.")] = 6,
+    warm_start: Annotated[
+        bool, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
+    ] = False,
+    beam: Annotated[int, typer.Option(help="smbo: archs trained per step (0: auto).")] = 0,
     tolerance: Annotated[
         float, typer.Option(help="Allowed overshoot of the measured latency.")
     ] = 0.10,
@@ -91,7 +96,7 @@ def run(
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig
-    from edgeauto.jobs.pipeline import run as run_pipeline
+    from edgeauto.jobs.run import run as run_pipeline
     from edgeauto.progress import RichReporter
 
     try:
@@ -101,27 +106,23 @@ def run(
             epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
-            mode=mode, calibration=calibration,
+            mode=mode, calibration=calibration, warm_start=warm_start, beam=beam,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
             also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
         )  # fmt: skip
-        if _relu_costed(cfg):
+        if cfg.relu_budget is not None:  # the job checks the device counts ReLUs
             return _run_private(cfg)
         if len(pairs) > 1 and not one_model:
             return _run_per_device(cfg, pairs)
         manifest = run_pipeline(cfg, RichReporter())
+    except OverBudget as exc:
+        over_budget(exc)
     except EdgeAutoError as exc:
         fail(exc)
-    finish(manifest, cfg.tolerance)
+    summary(manifest)
 
-def _relu_costed(cfg) -> bool:
-    """A ReLU-budget job: the device counts ReLUs (a --relu-budget on a latency device is
-    refused by the pipeline's setup, with the fix)."""
-    from edgeauto.devices.profile import load_profile
 
-    return load_profile(cfg.device).cost_model == "relu-count" and cfg.relu_budget is not None
-
-def _run_private(cfg) -> None:
+def _run_private(cfg: RunConfig) -> None:
     """``--device pi-relu --relu-budget N``: search, train, SNL, export; the counts."""
     from edgeauto.jobs.private import run_private
     from edgeauto.progress import RichReporter
@@ -131,6 +132,7 @@ def _run_private(cfg) -> None:
     out.print(f"accuracy {r['trained_accuracy']:.4f} trained -> {r['accuracy']:.4f} linearized")
     out.print(f"cost on {r['device']}: {r['cost']:,.1f} ReLU-equivalents ({r['macs']:,} MACs)")
     out.print(f"run directory: {cfg.out}\n  onnx: {r['onnx']}\n  tflite: {r['tflite']}")
+
 
 def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, float]]:
     """Pair each --device with its --latency-ms (one budget may serve every device)."""
@@ -144,22 +146,18 @@ def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, f
     values = [parse_latency(b) for b in budgets] * (len(devices) if len(budgets) == 1 else 1)
     return list(zip(devices, values))
 
-def _run_per_device(cfg, pairs: list[tuple[str, float]]) -> None:
+
+def _run_per_device(cfg: RunConfig, pairs: list[tuple[str, float]]) -> None:
     """One search-and-compress per device, each in ``<out>/<device>``; exit 3 if any is over."""
-    from edgeauto.devices.profile import load_profile
-    from edgeauto.jobs.pipeline import run as run_pipeline
+    from edgeauto.jobs.run import run_each
     from edgeauto.progress import RichReporter
 
-    names = [load_profile(device).name for device, _ in pairs]  # bad names fail before work
-    over = False
-    for (device, budget), name in zip(pairs, names):
-        out.print(f"[bold]== {name}: {budget:g} ms ==[/]")
-        sub = dataclasses.replace(
-            cfg, device=device, latency_ms=budget, out=str(Path(cfg.out) / name)
-        )
-        manifest = run_pipeline(sub, RichReporter())
-        summary(manifest)
-        over = over or not manifest.within_budget
-    if over:
+    runs = run_each(cfg, pairs, RichReporter())
+    for done in runs:
+        out.print(f"[bold]== {done.device}: {done.budget_ms:g} ms ==[/]")
+        for reason in done.reasons:
+            err.print(f"[bold red]{reason}[/]", highlight=False)
+        summary(done.manifest)
+    if any(done.reasons for done in runs):
         err.print("[bold red]over budget on at least one device[/] (see the summaries above)")
         raise typer.Exit(3)

@@ -62,7 +62,7 @@ def search_command(
 ) -> None:
     """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
     from edgeauto.cli.common import fail, parse_latency
-    from edgeauto.jobs.search import SearchJob, resume_job, run_search
+    from edgeauto.jobs.search import new_job, resume_job, run_search
     from edgeauto.progress import RichReporter
 
     study = {
@@ -82,7 +82,7 @@ def search_command(
         if resume:
             job = resume_job(resume, {**given, **runner})
         else:
-            job = SearchJob(**given, **runner, out=out_dir)
+            job = new_job({**given, "out": out_dir}, runner)
         summary = run_search(job, RichReporter())
     except EdgeAutoError as exc:
         fail(exc)

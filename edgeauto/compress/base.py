@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from edgeauto.compress.criteria import Criterion, get_criterion
-from edgeauto.compress.graph import build_graph, forward_with_hook, remove_module
+from edgeauto.compress.graph import build_graph, remove_module
 from edgeauto.compress.scratch import recalibrate_bn
+from edgeauto.counting import count_macs, count_params  # noqa: F401  (one convention, re-exported)
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.registry import Registry
@@ -89,7 +89,7 @@ class PruningPlan:
     status: str = "met"
     message: str = ""
     # the cost of every step was multiplied by this (whole model measured / predicted, before
-    # pruning: :func:`edgeauto.compress.calibrate.prune_measured`); 1.0 when not measured
+    # pruning: :func:`edgeauto.compress.landing.prune_measured`); 1.0 when not measured
     scale: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
@@ -234,27 +234,6 @@ class Pruner(abc.ABC):
                 f"stopped at {cost:.4g} {problem.unit}, above the budget {problem.budget:g}: "
                 + ("no layer can lose more channels" if why == "floor" else "step limit reached")
             )
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one forward pass at batch 1 (convs and linears)."""
-    total = 0
-
-    def hook(m: nn.Module, _inp: tuple, out: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(m, nn.Conv2d):
-            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
-            total += out.numel() * k
-        elif isinstance(m, nn.Linear):
-            total += m.in_features * m.out_features
-
-    forward_with_hook(model, input_shape, hook)
-    return total
 
 
 PRUNERS: Registry[type[Pruner]] = Registry("pruner")

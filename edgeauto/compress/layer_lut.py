@@ -9,6 +9,7 @@ shapes, so the many candidate widths pruning tries are each measured only once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from edgeauto.compress.graph import forward_with_hook
+from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
 from edgeauto.latency.profiler import BlockTimer
 
 
@@ -70,8 +72,13 @@ def layer_keys(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerKey]
     return keys
 
 
-class LayerLatency:
-    """``cost(model)`` in ms: measured layers plus one model overhead (a :data:`CostOf`)."""
+@LATENCY_MODELS.register("layer")
+class LayerLatency(LatencyModel[LayerKey]):
+    """``cost(model)`` in ms: measured layers plus one model overhead (a :data:`CostOf`).
+
+    The latency model of a user's own ``nn.Module``: its keys are :class:`LayerKey` (from
+    :func:`layer_keys`), additive, ``predict([])`` the overhead.
+    """
 
     def __init__(self, timer: BlockTimer, input_shape: tuple[int, ...]) -> None:
         self.timer = timer
@@ -94,8 +101,17 @@ class LayerLatency:
             self.entries[key] = max(0.0, stat.median_ms - self.overhead_ms)
         return self.entries[key]
 
+    def block_ms(self, key: LayerKey) -> float:
+        """:meth:`layer_ms` (the latency-model role's name for it)."""
+        return self.layer_ms(key)
+
+    def predict(self, keys: Iterable[LayerKey]) -> float:
+        """The layers' sum plus one model overhead (ms)."""
+        return self.overhead_ms + sum(self.layer_ms(k) for k in keys)
+
     def __call__(self, model: nn.Module) -> float:
-        return self.overhead_ms + sum(self.layer_ms(k) for k in layer_keys(model, self.input_shape))
+        """:meth:`predict` of ``model``'s layers."""
+        return self.predict(layer_keys(model, self.input_shape))
 
     def to_json(self) -> dict[str, Any]:
         """The measured entries, for the run directory."""

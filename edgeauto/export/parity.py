@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,31 @@ def check_parity(
             f"{worst:.3g} (limit {MAX_ABS_DIFF:g}), top-1 agreement {agree}/{len(inputs)}"
         )
     return parity
+
+
+def export_checked(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    out_dir: Path,
+    threads: int = 1,
+    on_artifact: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, Path], dict[str, Parity]]:
+    """``model.onnx``, then every registered runtime's artifact beside it (``model.tflite``),
+    each checked against ``model`` on ``inputs`` (:func:`check_parity`).
+
+    ``on_artifact(done, total)`` is called after each runtime's artifact is checked.
+    """
+    from edgeauto.export.onnx import export_onnx
+    from edgeauto.export.runtimes import RUNTIMES, get_runtime
+
+    names = RUNTIMES.names()
+    onnx_path = export_onnx(model, tuple(inputs.shape[1:]), out_dir / "model.onnx")
+    artifacts: dict[str, Path] = {}
+    parity: dict[str, Parity] = {}
+    for i, name in enumerate(names, 1):
+        rt = get_runtime(name)
+        artifacts[name] = rt.from_onnx(onnx_path, out_dir / f"model{rt.suffix}")
+        parity[name] = check_parity(model, rt, artifacts[name], inputs, threads)
+        if on_artifact:
+            on_artifact(i, len(names))
+    return artifacts, parity

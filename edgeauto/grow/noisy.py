@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edgeauto.counting import count_params
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.grow.gradmax import LayerPair, add_units, incoming_norm, random_init
@@ -103,11 +104,6 @@ class NoisyMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linears[-1](self.hidden(x, len(self.relu) - 1) if self.relu else x.flatten(1))
-
-
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def add_neurons(model: NoisyMLP, layer: int, k: int, gen: torch.Generator) -> None:

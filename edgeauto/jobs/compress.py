@@ -26,8 +26,9 @@ from edgeauto.compress.layer_lut import LayerLatency
 from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import load_profile
-from edgeauto.errors import ConfigError
-from edgeauto.jobs.pipeline import Context, compress_and_verify, setup
+from edgeauto.errors import ConfigError, OverBudget
+from edgeauto.jobs.context import Context, setup
+from edgeauto.jobs.run import compress_and_verify
 from edgeauto.jobs.sparse import sparse_and_verify
 from edgeauto.latency.profiler import ProfileSettings, make_timer
 from edgeauto.manifest import Manifest
@@ -38,9 +39,16 @@ from edgeauto.sparse import SPARSE_METHODS
 
 
 def compress(
-    config: RunConfig | None = None, reporter: Reporter | None = None, **overrides: Any
+    config: RunConfig | None = None,
+    reporter: Reporter | None = None,
+    *,
+    check: bool = True,
+    **overrides: Any,
 ) -> Manifest:
     """Prune ``model`` or ``from_run`` to ``latency_ms`` on ``device``; the written manifest.
+
+    Raises :class:`edgeauto.OverBudget` when the result fails its budget, unless
+    ``check=False`` (as :func:`edgeauto.run`).
 
     Example:
         >>> m = edgeauto.compress(model="mynet:build", device="host", latency_ms=0.3,
@@ -60,6 +68,10 @@ def compress(
         if cfg.from_run is not None:
             return _from_run(cfg, Path(cfg.from_run), reporter)
         return _from_module(cfg, cfg.model or "", reporter)
+    except OverBudget as exc:
+        if check:
+            raise
+        return exc.manifest  # type: ignore[return-value]  (a job's OverBudget carries it)
     finally:
         release(cfg.out)  # the run directory is free for the next run of this process
 
@@ -114,7 +126,7 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     timer = make_timer(profile, ProfileSettings(runs=50, warmup=10, rounds=3))
     cost = LayerLatency(timer, data.input_shape)
     rd.write_json("config.json", cfg.to_json())
-    ctx = Context(cfg, rd, reporter, profile, data, None, None, None, cost=cost, timer=timer)
+    ctx = Context(cfg, rd, reporter, profile, data, cost=cost, timer=timer)
     return _finish(ctx, model, 0 if cfg.weights else cfg.epochs, source=spec)
 
 
@@ -123,9 +135,12 @@ def _finish(
 ) -> Manifest:
     """Structured pruning to the budget, or with ``sparse_method`` unstructured sparse
     training (which trains ``cfg.epochs`` from the given weights either way)."""
-    if ctx.cfg.sparse_method is not None:
-        return sparse_and_verify(ctx, model, arch=arch, source=source)
-    return compress_and_verify(ctx, model, epochs, arch=arch, source=source)
+    try:
+        if ctx.cfg.sparse_method is not None:
+            return sparse_and_verify(ctx, model, arch=arch, source=source)
+        return compress_and_verify(ctx, model, epochs, arch=arch, source=source)
+    finally:
+        ctx.close()
 
 
 def load_user_model(spec: str, data: Dataset) -> nn.Module:

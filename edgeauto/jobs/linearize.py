@@ -64,16 +64,13 @@ def run_linearize(job: LinearizeJob) -> dict[str, Any]:
 
 def export_checked(model: nn.Module, data: Dataset, out: Path, threads: int) -> dict[str, Any]:
     """ONNX and TFLite files, each checked against PyTorch on 32 validation images."""
-    from edgeauto.export.onnx import export_onnx
-    from edgeauto.export.parity import check_parity
-    from edgeauto.export.runtimes import get_runtime
-    from edgeauto.export.tflite import export_tflite
+    from edgeauto.export.parity import export_checked as export_all
 
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(model, data.input_shape, out / "model.onnx")
-    tflite_path = export_tflite(onnx_path, out / "model.tflite")
-    parity = {}
-    for runtime, path in (("onnxruntime", onnx_path), ("litert", tflite_path)):
-        p = check_parity(model, get_runtime(runtime), path, data.x_val[:32], threads)
-        parity[runtime] = {"max_abs_diff": p.max_abs_diff, "top1_agreement": p.top1_agreement}
-    return {"onnx": str(onnx_path), "tflite": str(tflite_path), "parity": parity}
+    artifacts, checks = export_all(model, data.x_val[:32], out, threads)
+    parity = {
+        rt: {"max_abs_diff": p.max_abs_diff, "top1_agreement": p.top1_agreement}
+        for rt, p in checks.items()
+    }
+    return {"onnx": str(artifacts["onnxruntime"]), "tflite": str(artifacts["litert"]),
+            "parity": parity}  # fmt: skip

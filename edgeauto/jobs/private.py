@@ -16,7 +16,6 @@ search-then-compress with ReLUs in place of latency:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,60 +23,34 @@ from torch import nn
 
 from edgeauto.config import RunConfig
 from edgeauto.devices.profile import load_profile
-from edgeauto.errors import ConfigError
 from edgeauto.fileio import write_json, write_text
+from edgeauto.jobs.context import Context, check_cost_model, open_run
 from edgeauto.jobs.linearize import export_checked
+from edgeauto.jobs.stages import build_model, search_stage, train_stage
+from edgeauto.latency.choose import for_profile
 from edgeauto.linearize.snl import SNLConfig, count_macs, count_relus, linearize, relu_cost
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import release
-from edgeauto.spaces.key import OpKey
-from edgeauto.spaces.modules import block_for_key
 
 #: the search may pick archs with up to this many times the budget's ReLUs; SNL cuts the rest
 SNL_HEADROOM = 4.0
 
 
-class ReluCost:
-    """A ``relu-count`` device's cost of blocks: ReLUs + ``flop_weight`` x MACs per sample,
-    counted on the block built from each key (once; cached). Strategies see it as their
-    latency predictor: its unit is ReLU-equivalents instead of ms."""
-
-    def __init__(self, flop_weight: float) -> None:
-        self.flop_weight = flop_weight
-        self._cost: dict[OpKey, float] = {}
-
-    def block_ms(self, key: OpKey) -> float:
-        if key not in self._cost:
-            shape = (key.cin,) if key.kind == "linear" else (key.cin, key.h, key.w)
-            self._cost[key] = relu_cost(block_for_key(key), shape, self.flop_weight)
-        return self._cost[key]
-
-    def predict_keys(self, keys: Iterable[OpKey]) -> float:
-        return sum(self.block_ms(k) for k in keys)
-
-
 def run_private(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, Any]:
     """The whole job for ``cfg`` (``cfg.relu_budget`` set, ``cfg.device`` relu-count);
     returns what ``result.json`` holds."""
-    from edgeauto.jobs import pipeline
-
     profile = load_profile(cfg.device)
-    if cfg.relu_budget is None or profile.cost_model != "relu-count":
-        raise ConfigError(
-            f"device {profile.name} with relu_budget {cfg.relu_budget}: a ReLU budget needs a "
-            "device with cost_model: relu-count and --relu-budget N"
-        )
+    check_cost_model(profile, cfg)
+    assert cfg.relu_budget is not None  # check_cost_model: a relu-count device has one
     try:
-        rd, data, space = pipeline.open_run(cfg)
+        rd, data, space = open_run(cfg)
         rd.write_json("config.json", cfg.to_json())
-        ctx = pipeline.Context(
-            cfg, rd, reporter or NullReporter(), profile, data, space, None, None
-        )
-        cost = ReluCost(profile.flop_weight)
-        floor = cost.predict_keys(space.blocks(space.cheapest(cost.block_ms)))
-        arch = pipeline.search_stage(ctx, cost, max(SNL_HEADROOM * cfg.relu_budget, floor))
-        model = pipeline.build_model(ctx, arch)
-        trained = pipeline.train_stage(ctx, model, "train", cfg.epochs)
+        ctx = Context(cfg, rd, reporter or NullReporter(), profile, data, space)
+        cost = for_profile(profile)  # a relu-count device: ReLU-equivalents
+        floor = cost.predict(space.blocks(space.cheapest(cost.block_ms)))
+        arch = search_stage(ctx, cost, max(SNL_HEADROOM * cfg.relu_budget, floor))
+        model = build_model(ctx, arch)
+        trained = train_stage(ctx, model, "train", cfg.epochs)
         return _linearize_and_export(ctx, model, arch, trained)
     finally:
         release(cfg.out)

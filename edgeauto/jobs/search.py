@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeauto.config import _positive
+from edgeauto.config import RunConfig, _positive
 from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import RunDir, release
@@ -27,27 +27,17 @@ from edgeauto.search.study import run_study as drive
 
 EXECUTORS = ("inprocess", "ray")
 RESULT_FILE = "search.json"
+#: What ``edgeauto search`` defaults to where ``edgeauto run`` differs (a study of its own).
+SEARCH_DEFAULTS: dict[str, Any] = {"strategy": "smbo", "trials": 20, "out": "runs/search"}
 
 
 @dataclass(frozen=True)
 class SearchJob:
-    """Everything one ``edgeauto search`` needs; the first block is the study's identity
-    (:meth:`spec`), the second says where it runs and may change on resume."""
+    """One ``edgeauto search``: the study (``config``, a :class:`RunConfig` whose search fields
+    are the study's identity, :meth:`spec`) and where its trials run, which may change on
+    resume."""
 
-    device: str = "host"
-    latency_ms: float = 0.5
-    dataset: str = "mnist5k"
-    space: str = "fbnet-lite"
-    strategy: str = "smbo"
-    trials: int = 20
-    seed: int = 0
-    search_epochs: int = 1
-    search_batches: int = 60
-    warm_start: bool = False
-    beam: int = 0
-    tables: str | None = None
-    out: str = "runs/search"
-    resume: bool = False
+    config: RunConfig
     executor: str = "inprocess"
     workers: int | None = None
     ray_address: str | None = None
@@ -56,14 +46,8 @@ class SearchJob:
     connect_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        STRATEGIES.get(self.strategy)  # an unknown name fails before any cluster or data
-        _positive("latency_ms", self.latency_ms)
-        for name in ("trials", "search_epochs", "search_batches", "cpus_per_trial"):
-            _positive(name, getattr(self, name), integer=True)
-        if self.seed < 0 or self.beam < 0:
-            raise ConfigError(
-                f"seed and beam must be >= 0, got seed={self.seed}, beam={self.beam}; fix them"
-            )
+        STRATEGIES.get(self.config.strategy)  # an unknown name fails before any cluster or data
+        _positive("cpus_per_trial", self.cpus_per_trial, integer=True)
         if self.executor not in EXECUTORS:
             raise ConfigError(
                 f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}; fix "
@@ -75,27 +59,40 @@ class SearchJob:
             raise ConfigError(
                 "--trial-timeout needs --executor ray (an in-process trial cannot be stopped)"
             )
-        if self.strategy != "smbo" and (self.warm_start or self.beam):
-            raise ConfigError(
-                f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
-            )
 
-    def objective(self) -> TrainObjective:
-        return TrainObjective(
-            self.dataset, self.space, self.seed, self.search_epochs, self.search_batches,
-            zero_cost=self.warm_start,
-        )  # fmt: skip
+    @property
+    def out(self) -> str:
+        return self.config.out
 
     def spec(self) -> StudySpec:
         """What the study's answer depends on (checked on resume)."""
-        options = {"warm_start": self.warm_start, "beam": self.beam}
+        c = self.config
+        options = {"warm_start": c.warm_start, "beam": c.beam}
         return StudySpec(
-            self.strategy, self.space, self.dataset, self.device, self.latency_ms, self.trials,
-            self.seed, self.objective().to_json(), options, self.tables,
+            c.strategy, c.space, c.dataset, c.device, c.latency_ms, c.trials, c.seed,
+            study_objective(c).to_json(), options, c.tables,
         )  # fmt: skip
 
 
+def study_objective(cfg: RunConfig) -> TrainObjective:
+    """The proxy training every trial of ``cfg``'s search gets (zero-cost scores too when
+    smbo warm-starts from them)."""
+    return TrainObjective(
+        cfg.dataset, cfg.space, cfg.seed, cfg.search_epochs, cfg.search_batches,
+        zero_cost=cfg.warm_start,
+    )  # fmt: skip
+
+
 _SPEC_FIELDS = ("device", "dataset", "space", "strategy", "trials", "seed", "tables")
+_RUNNER_FIELDS = (
+    "executor", "workers", "ray_address", "cpus_per_trial", "trial_timeout_s",
+    "connect_timeout_s",
+)  # fmt: skip
+
+
+def new_job(study: dict[str, Any], runner: dict[str, Any]) -> SearchJob:
+    """A new study: ``study`` fields (of :class:`RunConfig`) over :data:`SEARCH_DEFAULTS`."""
+    return SearchJob(RunConfig(**{**SEARCH_DEFAULTS, **study}), **runner)
 
 
 def resume_job(run_dir: str | Path, given: dict[str, Any]) -> SearchJob:
@@ -111,12 +108,16 @@ def resume_job(run_dir: str | Path, given: dict[str, Any]) -> SearchJob:
         latency_ms=recorded.budget_ms, search_epochs=obj.get("epochs", 1),
         search_batches=obj.get("max_batches", 60), **recorded.options,
     )  # fmt: skip
-    job = SearchJob(**{**base, **given, "out": str(root), "resume": True})
+    runner = {k: v for k, v in given.items() if k in _RUNNER_FIELDS}
+    study = {k: v for k, v in given.items() if k not in _RUNNER_FIELDS}
+    config = RunConfig(**{**base, **study, "out": str(root), "resume": True})
+    job = SearchJob(config, **runner)
     check_resume(recorded, job.spec(), root)
     return job
 
 
 def make_executor(job: SearchJob, objective: TrainObjective) -> Executor:
+    """The executor the job's trials run on: this process, or a Ray cluster."""
     if job.executor == "ray":
         return RayExecutor(
             objective, job.workers, job.ray_address, job.cpus_per_trial, job.trial_timeout_s,
@@ -125,36 +126,46 @@ def make_executor(job: SearchJob, objective: TrainObjective) -> Executor:
     return InProcessExecutor(objective, job.cpus_per_trial)
 
 
-def make_strategy(job: SearchJob, problem: SearchProblem) -> Strategy:
+def make_strategy(cfg: RunConfig, problem: SearchProblem) -> Strategy:
     """The named strategy; ``smbo`` gets its beam and, with ``warm_start``, a zero-cost
-    scorer on the first training images."""
-    cls = STRATEGIES.get(job.strategy)
-    if job.strategy != "smbo":
+    scorer on the first training images. ``run`` and ``search`` both build it here."""
+    cls = STRATEGIES.get(cfg.strategy)
+    if cfg.strategy != "smbo":
         return cls(problem)
     from edgeauto.search.objective import ZERO_COST_SAMPLES
     from edgeauto.search.smbo import ProgressiveSMBO, SMBOConfig
     from edgeauto.search.zero_cost import ZeroCostScorer
 
     scorer = None
-    if job.warm_start:
-        data = cached_dataset(job.dataset, job.seed)
-        scorer = ZeroCostScorer(problem.space, data.x_train[:ZERO_COST_SAMPLES], job.seed)
-    return ProgressiveSMBO(problem, SMBOConfig(beam=job.beam), scorer)
+    if cfg.warm_start:
+        data = cached_dataset(cfg.dataset, cfg.seed)
+        scorer = ZeroCostScorer(problem.space, data.x_train[:ZERO_COST_SAMPLES], cfg.seed)
+    return ProgressiveSMBO(problem, SMBOConfig(beam=cfg.beam), scorer)
+
+
+def run_trials(
+    strategy: Strategy, executor: Executor, rd: RunDir, reporter: Reporter, title: str
+) -> SearchResult:
+    """The one search driver: the strategy's trials on ``executor``, journalled in ``rd``
+    (``trials.jsonl``: a resumed study replays it), with a progress bar."""
+    trials = strategy.problem.trials
+    with reporter.task(title, trials) as task:
+        on_trial = lambda t: task.update(t.number + 1, trials)  # noqa: E731
+        return drive(strategy, executor, TrialJournal(rd), on_trial)
 
 
 def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     from edgeauto.devices.profile import load_profile
-    from edgeauto.jobs.pipeline import open_table
+    from edgeauto.latency.device import open_table
     from edgeauto.spaces import get_space
 
-    profile = load_profile(job.device)
-    data = cached_dataset(job.dataset, job.seed)
-    space = get_space(job.space, data.input_shape, data.num_classes)
-    _table, predictor = open_table(
-        profile, space, reporter, Path(job.tables) if job.tables else None
-    )
+    c = job.config
+    profile = load_profile(c.device)
+    data = cached_dataset(c.dataset, c.seed)
+    space = get_space(c.space, data.input_shape, data.num_classes)
+    _table, predictor = open_table(profile, space, reporter, Path(c.tables) if c.tables else None)
     return SearchProblem(
-        space, predictor, job.latency_ms, lambda a: 0.0, trials=job.trials, seed=job.seed,
+        space, predictor, c.latency_ms, lambda a: 0.0, trials=c.trials, seed=c.seed,
         device=profile.name, profile=profile,
     )  # fmt: skip
 
@@ -162,7 +173,7 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
 def run_search(job: SearchJob, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run (or resume) the study of ``job``; returns what ``search.json`` records."""
     reporter = reporter or NullReporter()
-    if job.resume and not Path(job.out).expanduser().is_dir():
+    if job.config.resume and not Path(job.out).expanduser().is_dir():
         raise RunDirError(f"--resume {job.out}: no such directory; pass the --out of a search run")
     rd = RunDir(job.out)
     rd.lock()  # one process per run directory: a second search there is refused
@@ -173,25 +184,24 @@ def run_search(job: SearchJob, reporter: Reporter | None = None) -> dict[str, An
 
 
 def _run_locked(job: SearchJob, rd: RunDir, reporter: Reporter) -> dict[str, Any]:
-    if job.resume:
+    if job.config.resume:
         check_resume(load_spec(rd), job.spec(), rd.root)
     else:
         rd.start(False)
         rd.path(RESULT_FILE).unlink(missing_ok=True)
-    objective = job.objective()
     # the executor first: a cluster that cannot be reached fails before data or tables load
-    with make_executor(job, objective) as executor:
-        strategy = make_strategy(job, _problem(job, reporter))
+    with make_executor(job, study_objective(job.config)) as executor:
+        problem = _problem(job, reporter)
+        strategy = make_strategy(job.config, problem)
         where = executor.describe()
         rd.write_json(STUDY_FILE, {"spec": job.spec().to_json(), "executor": where})
-        title = f"search ({job.strategy}, {job.trials} trials, {where['kind']} x{where['slots']})"
-        with reporter.task(title, job.trials) as task:
-            result = drive(
-                strategy,
-                executor,
-                TrialJournal(rd),
-                lambda t: task.update(t.number + 1, job.trials),
-            )
+        title = f"search ({job.config.strategy}, {problem.trials} trials, {where['kind']} x{where['slots']})"
+        predictor = problem.latency
+        try:
+            result = run_trials(strategy, executor, rd, reporter, title)
+        finally:
+            if getattr(predictor, "timer", None) is not None:
+                predictor.timer.close()  # the table's timer: closed where it was opened
     summary = summarize(result, strategy, where)
     rd.write_json(RESULT_FILE, summary)
     return summary

@@ -10,30 +10,24 @@ latency (on XNNPACK hosts it buys size, not speed: LiteRT densifies the weights 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgeauto.bundle import write_bundle
 from edgeauto.compress import PruningPlan
 from edgeauto.export.parity import check_parity
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import atomic_path
-from edgeauto.jobs.pipeline import (
-    Context,
-    analysis_stage,
-    build_manifest,
-    export_stage,
-    footprint,
-    measure_stage,
-)
+from edgeauto.jobs.context import Context
+from edgeauto.jobs.tail import finish
 from edgeauto.manifest import Manifest
-from edgeauto.report import write_report
 from edgeauto.spaces.base import Arch
 from edgeauto.sparse.base import SparseConfig, get_sparse_method
 from edgeauto.sparse.masks import Masks
+from edgeauto.timing import LatencyStat
 from edgeauto.train import accuracy
 
 CHECKPOINT, MASKS = "checkpoints/finetune.pt", "checkpoints/masks.pt"
@@ -91,29 +85,22 @@ def sparse_artifact(ctx: Context, model: nn.Module, dense_ms: float | None) -> d
 def sparse_and_verify(
     ctx: Context, model: nn.Module, arch: Arch | None = None, source: str | None = None
 ) -> Manifest:
-    """Sparse training, export, verification, manifest and report (``compress --method``)."""
+    """Sparse training, then the shared tail (``compress --method``), with the sparse
+    ``.tflite`` timed beside the dense one."""
     record = sparse_stage(ctx, model)
     acc = float(record["accuracy"])
-    artifacts, parity = export_stage(ctx, model)
-    stats = measure_stage(ctx, model, artifacts)
-    files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"],
-             **write_bundle(ctx.rd.root, ctx.data), "checkpoint": ctx.rd.path(CHECKPOINT),
-             "masks": ctx.rd.path(MASKS)}  # fmt: skip
-    if "litert_int8" in artifacts:
-        files["tflite_int8"] = artifacts["litert_int8"]
-    litert = stats.get("litert")
-    export = sparse_artifact(ctx, model, litert.median_ms if litert else None)
-    files["tflite_sparse"] = ctx.rd.path("model_sparse.tflite")
+
+    def sparse_file(stats: dict[str, LatencyStat]) -> tuple[dict[str, Path], dict[str, Any]]:
+        litert = stats.get("litert")
+        export = sparse_artifact(ctx, model, litert.median_ms if litert else None)
+        files = {"tflite_sparse": ctx.rd.path("model_sparse.tflite")}
+        return files, {"sparsity": {**record, "export": export}}
+
     plan = PruningPlan(str(ctx.cfg.sparse_method), ctx.cfg.latency_ms, "none", status="skipped",
                        message="unstructured sparsity: structured pruning skipped")  # fmt: skip
     results = {
-        "arch": arch, "model": source, "plan": plan, "parity": parity, "stats": stats,
-        "files": files, "search": None, "accuracy": {"val": acc, "val_before_pruning": acc},  # no structured pruning ran
-        "predicted_ms": ctx.latency_of(model), "analysis": analysis_stage(ctx, model),
-        "footprint": footprint(ctx, model, artifacts),
+        "arch": arch, "model": source, "plan": plan, "search": None,
+        "files": {"checkpoint": ctx.rd.path(CHECKPOINT), "masks": ctx.rd.path(MASKS)},
+        "accuracy": {"val": acc, "val_before_pruning": acc},  # no structured pruning ran
     }  # fmt: skip
-    manifest = build_manifest(ctx, results)
-    manifest.data["sparsity"] = {**record, "export": export}
-    ctx.rd.write_json("manifest.json", manifest.data)
-    write_report(ctx.rd.path("report.md"), manifest)
-    return manifest
+    return finish(ctx, model, results, sparse_file)

@@ -145,7 +145,7 @@ def network_error(table: LatencyTable) -> float | None:
     runs = [r for r in table.validation if not table.missing(r.keys)]
     if len(runs) < MIN_ENTRIES:
         return None
-    pred = np.array([table.predict_keys(r.keys) for r in runs])
+    pred = np.array([table.predict(r.keys) for r in runs])
     return _rmspe(np.array([r.measured_ms for r in runs]), pred)
 
 

@@ -57,7 +57,7 @@ def near_budget(
     archs = list(dict.fromkeys(space.sample(rng) for _ in range(CANDIDATES)))
 
     def distance(arch: Arch) -> float:
-        return abs(math.log(predictor.predict_keys(space.blocks(arch)) / budget_ms))
+        return abs(math.log(predictor.predict(space.blocks(arch)) / budget_ms))
 
     return sorted(archs, key=distance)[:n]
 

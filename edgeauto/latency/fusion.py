@@ -18,7 +18,7 @@ Their cost grows with the block's input and output sizes, so it is learned, not 
 
 - ``naive``: the sum of the blocks' medians, each counting its own invocation.
 - ``fusion``: per block, its median minus the measured invocation overhead, plus one overhead
-  per model (:meth:`LatencyTable.predict_keys`).
+  per model (:meth:`LatencyTable.predict`).
 - ``fusion+residual``: ``fusion`` times ``exp(r)``, where ``r`` is a ridge regression on
   per-network features predicting ``log(measured / fusion)``, trained on whole networks
   measured end to end (``edgeauto profile --validate N``, the table's ``validation``).
@@ -37,16 +37,16 @@ import json
 import math
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from edgeauto.errors import ConfigError
+from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
 from edgeauto.latency.roofline import work
 from edgeauto.latency.table import LatencyTable, WholeModelRun
-from edgeauto.registry import Registry
 from edgeauto.spaces.key import OpKey
 
 #: Whole-network runs a residual model needs before it is trusted over plain ``fusion``.
@@ -77,7 +77,7 @@ def arch_features(table: LatencyTable, keys: Sequence[OpKey]) -> list[float]:
     """The :data:`FEATURES` of a network made of ``keys`` (all in ``table``), in order."""
     if not keys:
         raise ConfigError("a network needs at least one block key to be predicted; got none")
-    fusion = table.predict_keys(keys)
+    fusion = table.predict(keys)
     flops_bytes = [work(k) for k in keys]
     values = {
         "log_fusion_ms": math.log(fusion),
@@ -166,11 +166,14 @@ class Ridge:
 # -- predictors -------------------------------------------------------------------------------
 
 
-class Predictor(abc.ABC):
-    """Predicts a network's latency (ms) from its block keys and a measured table.
+class Predictor(LatencyModel[OpKey]):
+    """A :class:`~edgeauto.latency.model.LatencyModel` over a measured table: predicts a
+    network's latency (ms) from its block keys.
 
-    Registered in :data:`PREDICTORS`; ``rank_only`` ones are compared by rank correlation
-    only. :meth:`fit` trains on whole networks measured end to end (a no-op for most).
+    Registered in :data:`~edgeauto.latency.model.LATENCY_MODELS` (:func:`list_predictors`
+    names this family); ``rank_only`` ones are compared by rank correlation only. :meth:`fit`
+    trains on whole networks measured end to end (a no-op for most). :meth:`block_ms` is the
+    table's block without the invocation overhead unless a subclass says otherwise.
     """
 
     name: ClassVar[str]
@@ -183,8 +186,12 @@ class Predictor(abc.ABC):
         """Train on ``runs``; returns ``self``."""
         return self
 
+    def block_ms(self, key: OpKey) -> float:
+        """The block's median in the table, invocation overhead removed (ms)."""
+        return self.table.block_ms(key)
+
     @abc.abstractmethod
-    def predict(self, keys: Sequence[OpKey]) -> float:
+    def predict(self, keys: Iterable[OpKey]) -> float:
         """Predicted latency in ms of the network made of ``keys``."""
 
     def to_json(self) -> dict[str, Any]:
@@ -201,34 +208,40 @@ class Predictor(abc.ABC):
         return f"{self.name}:{digest[:12]}"
 
 
-PREDICTORS: Registry[type[Predictor]] = Registry("latency predictor")
-
-
-@PREDICTORS.register("naive")
+@LATENCY_MODELS.register("naive")
 class NaiveSum(Predictor):
     """The sum of the blocks' medians (each block counts its own invocation overhead)."""
 
     name = "naive"
 
-    def predict(self, keys: Sequence[OpKey]) -> float:
-        return sum(self.table.lookup(k).median_ms for k in keys)
+    def block_ms(self, key: OpKey) -> float:
+        """The block's median as timed alone (its own invocation included)."""
+        return self.table.lookup(key).median_ms
+
+    def predict(self, keys: Iterable[OpKey]) -> float:
+        return sum(self.block_ms(k) for k in keys)
 
 
-@PREDICTORS.register("fusion")
+@LATENCY_MODELS.register("fusion")
 class FusionAware(Predictor):
     """Blocks are fused units; their overhead is removed and counted once per model."""
 
     name = "fusion"
 
-    def predict(self, keys: Sequence[OpKey]) -> float:
-        return self.table.predict_keys(keys)
+    def predict(self, keys: Iterable[OpKey]) -> float:
+        return self.table.predict(keys)
 
 
-@PREDICTORS.register("fusion+residual")
+@LATENCY_MODELS.register("fusion+residual")
 class FusionResidual(FusionAware):
-    """``fusion`` corrected by a ridge regression of ``log(measured / fusion)``."""
+    """``fusion`` corrected by a ridge regression of ``log(measured / fusion)``.
+
+    Not additive: the correction is a factor of the whole network (an empty network gets
+    none: it is the invocation overhead). :meth:`block_ms` is ``fusion``'s.
+    """
 
     name = "fusion+residual"
+    additive = False
 
     def __init__(self, table: LatencyTable, ridge: Ridge | None = None) -> None:
         super().__init__(table)
@@ -245,7 +258,7 @@ class FusionResidual(FusionAware):
                 f"--device {p.device} --space {p.space} --validate {2 * MIN_TRAIN}"
             )
         x = np.array([arch_features(self.table, r.keys) for r in usable])
-        fusion = np.array([self.table.predict_keys(r.keys) for r in usable])
+        fusion = np.array([self.table.predict(r.keys) for r in usable])
         y = np.log(np.array([r.measured_ms for r in usable]) / fusion)
         self.ridge, self.trained_on = Ridge.fit(x, y), len(usable)
         return self
@@ -256,7 +269,10 @@ class FusionResidual(FusionAware):
             raise ConfigError("fusion+residual is not trained; call fit(table.validation) first")
         return math.exp(self.ridge.predict(arch_features(self.table, keys)))
 
-    def predict(self, keys: Sequence[OpKey]) -> float:
+    def predict(self, keys: Iterable[OpKey]) -> float:
+        keys = list(keys)
+        if not keys:
+            return super().predict(keys)
         return super().predict(keys) * self.correction(keys)
 
     def to_json(self) -> dict[str, Any]:
@@ -264,7 +280,7 @@ class FusionResidual(FusionAware):
         return {"name": self.name, "features": list(FEATURES), "ridge": ridge}
 
 
-@PREDICTORS.register("flops")
+@LATENCY_MODELS.register("flops")
 class FlopsProxy(Predictor):
     """Total FLOPs (roofline counting) times a fitted ms per FLOP: ranks, not milliseconds."""
 
@@ -280,11 +296,15 @@ class FlopsProxy(Predictor):
             self.ms_per_mflop = statistics.median(r.measured_ms / _mflops(r.keys) for r in runs)
         return self
 
-    def predict(self, keys: Sequence[OpKey]) -> float:
+    def block_ms(self, key: OpKey) -> float:
+        """The block's FLOPs times the fitted ms per FLOP."""
+        return _mflops([key]) * self.ms_per_mflop
+
+    def predict(self, keys: Iterable[OpKey]) -> float:
         return _mflops(keys) * self.ms_per_mflop
 
 
-def _mflops(keys: Sequence[OpKey]) -> float:
+def _mflops(keys: Iterable[OpKey]) -> float:
     return sum(work(k)[0] for k in keys) / 1e6
 
 
@@ -292,13 +312,19 @@ def get_predictor(
     name: str, table: LatencyTable, runs: Sequence[WholeModelRun] | None = None
 ) -> Predictor:
     """The registered predictor ``name`` over ``table``, fitted on ``runs`` when given."""
-    predictor = PREDICTORS.get(name)(table)
+    cls = LATENCY_MODELS.get(name)
+    if not issubclass(cls, Predictor):
+        raise ConfigError(
+            f"latency model {name!r} is not fitted from a table; pick one of "
+            f"{', '.join(list_predictors())}"
+        )
+    predictor = cls(table)
     return predictor.fit(runs) if runs is not None else predictor
 
 
 def list_predictors() -> list[str]:
-    """Names of the registered predictors."""
-    return PREDICTORS.names()
+    """Names of the registered latency models fitted from a table (:class:`Predictor`)."""
+    return [n for n in LATENCY_MODELS.names() if issubclass(LATENCY_MODELS.get(n), Predictor)]
 
 
 def best_predictor(table: LatencyTable) -> Predictor:

@@ -1,6 +1,6 @@
 """Import published per-layer latency tables into :class:`LatencyTable`, with provenance.
 
-Formats (``FORMATS``):
+Formats (:data:`IMPORTERS`, one :class:`Importer` each; ``FORMATS`` lists their names):
 
 ``ofa-yaml``
     Once-for-All's per-layer YAML (mit-han-lab/once-for-all,
@@ -34,6 +34,7 @@ atomically.
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import json
 import math
@@ -41,7 +42,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -50,6 +51,7 @@ from edgeauto.errors import ConfigError, TableImportError
 from edgeauto.fileio import sha256_file
 from edgeauto.latency.roofline import check_floor, floor_ms, has_roofline
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
+from edgeauto.registry import Registry
 from edgeauto.spaces import get_space
 from edgeauto.spaces.base import SearchSpace
 from edgeauto.spaces.fbnet_cifar import FBNetCifarSpace
@@ -57,7 +59,6 @@ from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.staged import StagedSpace
 from edgeauto.version import __version__
 
-FORMATS: tuple[str, ...] = ("ofa-yaml", "fbnet-json")
 Z90 = 1.2816  # 90th percentile of the standard normal
 
 
@@ -427,23 +428,6 @@ class ImportTarget:
     estimate: bool = True
 
 
-_SOURCES: dict[str, tuple[str, str, str]] = {
-    # format: (runtime, units, notes)
-    "ofa-yaml": (
-        "tflite",
-        "ms",
-        "OFA per-layer YAML (the format of mit-han-lab/once-for-all's "
-        "tutorial/checkpoints/latency_table@<device>), timed by OFA's authors with TFLite on "
-        "the phone's CPU, in ms.",
-    ),
-    "fbnet-json": (
-        "tensorflow2-eager",
-        "us",
-        "jh88/fbnet lookup_table_pi.json format: per supernet layer and candidate, the mean "
-        "of 10 Python-timed TensorFlow 2 eager calls in us (converted to ms); skip candidates "
-        "(~0.23 ms of layer-call overhead) have no block in our spaces and are not imported.",
-    ),
-}
 _STATS_NOTE = (
     " median_ms = source mean (no median given), p90_ms = mean + 1.2816 std (normal "
     "approximation), runs = source count; keys measured several times are pooled. Entries "
@@ -451,24 +435,76 @@ _STATS_NOTE = (
 )
 
 
-def _provenance(fmt: str, path: Path, target: ImportTarget, files: list[FileReport]) -> Provenance:
-    runtime, units, notes = _SOURCES[fmt]
-    return Provenance(
-        device=target.profile.name, cpu_model=target.profile.spec.cpu, runtime=runtime,
-        runtime_version="unknown", threads=0, runs=0, warmup=0, space=target.space,
-        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), edgeauto_version=__version__,
-        imported=True, source=f"{fmt} {path}", source_files={f.name: f.sha256 for f in files},
-        source_units=units, notes=notes + _STATS_NOTE,
-    )  # fmt: skip
+class Importer(abc.ABC):
+    """Reads one published format into samples per key. Registered in :data:`IMPORTERS`
+    under its ``--format`` name; :func:`import_table` does the rest (pooling, estimates,
+    provenance, the atomic write) the same for every format."""
+
+    #: the ``--format`` name, the source's runtime and units, and where its numbers come from
+    name: ClassVar[str]
+    runtime: ClassVar[str]
+    units: ClassVar[str]
+    notes: ClassVar[str]
+
+    @abc.abstractmethod
+    def read(
+        self, path: Path, space_name: str
+    ) -> tuple[dict[OpKey, list[Sample]], list[FileReport]]:
+        """Samples per key of the space ``space_name`` found at ``path``, and a report per file
+        read; a malformed source raises :class:`TableImportError`."""
+
+    def provenance(self, path: Path, target: ImportTarget, files: list[FileReport]) -> Provenance:
+        """Where the table's numbers come from: the source, its files' hashes and units."""
+        return Provenance(
+            device=target.profile.name, cpu_model=target.profile.spec.cpu, runtime=self.runtime,
+            runtime_version="unknown", threads=0, runs=0, warmup=0, space=target.space,
+            date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            edgeauto_version=__version__, imported=True, source=f"{self.name} {path}",
+            source_files={f.name: f.sha256 for f in files}, source_units=self.units,
+            notes=self.notes + _STATS_NOTE,
+        )  # fmt: skip
 
 
-def _read(
-    fmt: str, path: Path, space_name: str
-) -> tuple[dict[OpKey, list[Sample]], list[FileReport]]:
-    if fmt == "ofa-yaml":
+IMPORTERS: Registry[type[Importer]] = Registry("table importer")
+
+
+@IMPORTERS.register("ofa-yaml")
+class OfaYaml(Importer):
+    """Once-for-All's per-layer YAML (see the module docstring)."""
+
+    name, runtime, units = "ofa-yaml", "tflite", "ms"
+    notes = (
+        "OFA per-layer YAML (the format of mit-han-lab/once-for-all's "
+        "tutorial/checkpoints/latency_table@<device>), timed by OFA's authors with TFLite on "
+        "the phone's CPU, in ms."
+    )
+
+    def read(
+        self, path: Path, space_name: str
+    ) -> tuple[dict[OpKey, list[Sample]], list[FileReport]]:
         return read_ofa(path, space_name)
-    samples, report = read_fbnet(path, get_space(space_name, (3, 32, 32), 10))
-    return samples, [report]
+
+
+@IMPORTERS.register("fbnet-json")
+class FbnetJson(Importer):
+    """jh88/fbnet's positional ``lookup_table_pi.json`` (see the module docstring)."""
+
+    name, runtime, units = "fbnet-json", "tensorflow2-eager", "us"
+    notes = (
+        "jh88/fbnet lookup_table_pi.json format: per supernet layer and candidate, the mean "
+        "of 10 Python-timed TensorFlow 2 eager calls in us (converted to ms); skip candidates "
+        "(~0.23 ms of layer-call overhead) have no block in our spaces and are not imported."
+    )
+
+    def read(
+        self, path: Path, space_name: str
+    ) -> tuple[dict[OpKey, list[Sample]], list[FileReport]]:
+        samples, report = read_fbnet(path, get_space(space_name, (3, 32, 32), 10))
+        return samples, [report]
+
+
+#: The registered ``--format`` names (derived from :data:`IMPORTERS`).
+FORMATS: tuple[str, ...] = tuple(IMPORTERS.names())
 
 
 def _check_out(out: Path) -> None:
@@ -494,15 +530,18 @@ def import_table(fmt: str, path: str | Path, target: ImportTarget) -> ImportRepo
     Raises :class:`TableImportError` (nothing written) for an unknown format, a file in
     another format, a truncated file, or a latency that is not a positive finite number.
     """
-    if fmt not in FORMATS:
-        raise TableImportError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt not in IMPORTERS:
+        raise TableImportError(
+            f"unknown table format {fmt!r}; use one of {', '.join(IMPORTERS.names())}"
+        )
+    importer = IMPORTERS.get(fmt)()
     path = Path(path)
     if not path.exists():
         raise TableImportError(f"{path} does not exist; check the path")
     space = get_space(target.space, target.input_shape, target.num_classes)
     _check_out(target.out)
-    samples, files = _read(fmt, path, target.space)
-    table = LatencyTable(_provenance(fmt, path, target, files))
+    samples, files = importer.read(path, target.space)
+    table = LatencyTable(importer.provenance(path, target, files))
     table.entries = {key: pool(found) for key, found in samples.items()}
     needed = space.all_keys()
     if not needed & set(table.entries):

@@ -12,18 +12,24 @@ from typing import Any
 
 from edgeauto.latency.calibration import calibration_factor
 from edgeauto.latency.fusion import Predictor, best_predictor
+from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
 from edgeauto.latency.profiler import BlockTimer, save_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces.key import OpKey
 
 
-class MeasuringPredictor:
+@LATENCY_MODELS.register("measuring")
+class MeasuringPredictor(LatencyModel[OpKey]):
     """Table lookups; misses are measured when a local timer is available, else raise.
 
     ``model`` (default: the table's best) predicts whole networks; ``calibration``
     (default: from the table's history, fixed for this predictor's life so that one run
-    predicts consistently) multiplies it.
+    predicts consistently) multiplies it. What a ``latency`` device prices with
+    (:func:`edgeauto.latency.model.for_profile`). Not additive: :meth:`block_ms` is the
+    table's uncalibrated block (what ranks blocks), :meth:`predict` the calibrated network.
     """
+
+    additive = False
 
     def __init__(
         self,
@@ -57,6 +63,7 @@ class MeasuringPredictor:
         save_table(self.table)
 
     def block_ms(self, key: OpKey) -> float:
+        """The table's block (overhead removed, uncalibrated), measured first if missing."""
         self._ensure([key])
         return self.table.block_ms(key)
 
@@ -66,7 +73,8 @@ class MeasuringPredictor:
         self._ensure(keys)
         return self.model.predict(keys)
 
-    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+    def predict(self, keys: Iterable[OpKey]) -> float:
+        """The model's prediction times the calibration factor (ms)."""
         return self.uncalibrated(keys) * self.calibration
 
     def to_json(self) -> dict[str, Any]:

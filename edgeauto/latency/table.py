@@ -12,6 +12,7 @@ from typing import Any
 
 from edgeauto.errors import ConfigError, TableMiss
 from edgeauto.fileio import write_json
+from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
 from edgeauto.spaces.key import OpKey
 from edgeauto.timing import DISTURBED, LatencyStat  # noqa: F401  (re-exported)
 
@@ -132,12 +133,16 @@ class Verification:
         _check_ms(self.measured_ms, what, "measured_ms", path)
 
 
+@LATENCY_MODELS.register("table")
 @dataclass
-class LatencyTable:
+class LatencyTable(LatencyModel[OpKey]):
     """Maps :class:`OpKey` to :class:`LatencyStat`, plus a measured per-model overhead.
 
+    As a :class:`~edgeauto.latency.model.LatencyModel` it is the ``fusion`` prediction in ms
+    (additive: ``predict([])`` is the overhead).
+
     Each block was timed alone, so its time includes one model invocation's fixed cost;
-    :meth:`block_ms` subtracts the measured ``overhead`` and :meth:`predict_keys` adds it
+    :meth:`block_ms` subtracts the measured ``overhead`` and :meth:`predict` adds it
     back once per model. ``validation`` holds whole networks measured end to end (training
     data of the residual correction) and ``history`` every verified artifact (calibration);
     both are written only when non-empty, so older tables load and hash as before.
@@ -168,7 +173,7 @@ class LatencyTable:
         """Predicted contribution of one block inside a model (overhead removed)."""
         return max(self.lookup(key).median_ms - self.overhead_ms(), 0.0)
 
-    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+    def predict(self, keys: Iterable[OpKey]) -> float:
         """Predicted latency of a model made of ``keys``: summed blocks plus one overhead."""
         return sum(self.block_ms(k) for k in keys) + self.overhead_ms()
 

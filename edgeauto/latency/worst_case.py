@@ -17,37 +17,44 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgeauto.devices.profile import DeviceProfile
-from edgeauto.latency.predictor import MeasuringPredictor
+from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
 from edgeauto.spaces.key import OpKey
 
 
 @dataclass(frozen=True)
 class Member:
-    """One of the devices the model must serve: its profile, budget and predictor."""
+    """One of the devices the model must serve: its profile, budget and latency model."""
 
     profile: DeviceProfile
     budget_ms: float
-    predictor: MeasuringPredictor
+    predictor: LatencyModel
 
 
-class WorstCasePredictor:
-    """Latency in the first member's ms of the member whose budget is tightest for ``keys``."""
+@LATENCY_MODELS.register("worst-case")
+class WorstCasePredictor(LatencyModel[OpKey]):
+    """Latency in the first member's ms of the member whose budget is tightest for ``keys``.
+
+    Not additive (a maximum over devices); monotone when every member is."""
+
+    additive = False
 
     def __init__(self, members: list[Member]) -> None:
         if len(members) < 2:
             raise ValueError(f"a worst case needs at least two devices, got {len(members)}")
         self.members = members
-        self.unit = members[0].budget_ms
+        self.unit = members[0].budget_ms  # ratios -> the first member's ms
 
     def ratios(self, keys: Iterable[OpKey]) -> dict[str, float]:
         """Predicted latency over budget, per device name."""
         keys = list(keys)
-        return {m.profile.name: m.predictor.predict_keys(keys) / m.budget_ms for m in self.members}
+        return {m.profile.name: m.predictor.predict(keys) / m.budget_ms for m in self.members}
 
-    def predict_keys(self, keys: Iterable[OpKey]) -> float:
+    def predict(self, keys: Iterable[OpKey]) -> float:
+        """The tightest member's ratio, in the first member's ms."""
         return self.unit * max(self.ratios(keys).values())
 
     def block_ms(self, key: OpKey) -> float:
+        """Per block, the worst ratio over the members, in the first member's ms."""
         return self.unit * max(m.predictor.block_ms(key) / m.budget_ms for m in self.members)
 
     def binding(self, keys: Iterable[OpKey]) -> str:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from edgeauto.counting import count_macs
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -263,20 +264,6 @@ def drop_relu_layers(
     _finetune(model, data, cfg, seed)
     acc = accuracy(model, data.x_val, data.y_val)
     return LinearizeResult(before, count_relus(model, data.input_shape), budget, 0, acc)
-
-
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of Conv2d and Linear layers for one sample (forward hooks)."""
-    total = [0]
-
-    def hook(m: nn.Module, _i: object, out: torch.Tensor) -> None:
-        per_out = m.weight[0].numel()  # fan-in of one output element (groups included)
-        total[0] += per_out * out[0].numel()
-
-    kinds = (nn.Conv2d, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    _probe(model, input_shape, handles)
-    return total[0]
 
 
 def relu_cost(model: nn.Module, input_shape: tuple[int, ...], flop_weight: float) -> float:

@@ -1,41 +1,37 @@
 """Search roles: :class:`SearchProblem` in, :class:`SearchResult` out, strategies ask/tell.
 
-A strategy knows nothing of training or latency tables: it sees a space, a latency predictor
-(any object with ``block_ms(key)`` and ``predict_keys(keys)``) and an evaluation callback,
-as OFA decouples its search from its predictors.
+A strategy knows nothing of training or latency tables: it sees a space, a latency model
+(:class:`~edgeauto.latency.model.LatencyModel`: ``block_ms(key)`` and ``predict(keys)``)
+and an evaluation callback, as OFA decouples its search from its predictors.
 """
 
 from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from edgeauto.errors import BudgetInfeasible, ConfigError
+from edgeauto.latency.model import LatencyModel
 from edgeauto.latency.roofline import check_budget
 from edgeauto.limits import Limits, estimate
 from edgeauto.registry import Registry
 from edgeauto.spaces.base import Arch, SearchSpace
-from edgeauto.spaces.key import OpKey
 
 if TYPE_CHECKING:
     from edgeauto.data import Dataset
     from edgeauto.devices.profile import DeviceProfile
 
 
-class LatencyPredictor(Protocol):
-    """What a strategy needs of a latency model (a :class:`LatencyTable` is one)."""
-
-    def block_ms(self, key: OpKey) -> float: ...
-
-    def predict_keys(self, keys: Iterable[OpKey]) -> float: ...
+#: The old name of :class:`~edgeauto.latency.model.LatencyModel` (one role, one base).
+LatencyPredictor = LatencyModel
 
 
 @dataclass
 class SearchProblem:
-    """A space, a latency predictor and budget, an evaluator and a trial count.
+    """A space, a latency model and budget (in the model's unit), an evaluator and a trial count.
 
     With the device's ``profile``, :meth:`check_feasible` also rejects budgets below the
     roofline floor of the space's smallest arch (:mod:`edgeauto.latency.roofline`).
@@ -45,7 +41,7 @@ class SearchProblem:
     """
 
     space: SearchSpace
-    latency: LatencyPredictor
+    latency: LatencyModel
     budget_ms: float
     evaluate: Callable[[Arch], float]
     trials: int = 8
@@ -59,7 +55,7 @@ class SearchProblem:
     floor_ms: float = 0.0
 
     def predict(self, arch: Arch) -> float:
-        return self.latency.predict_keys(self.space.blocks(arch))
+        return self.latency.predict(self.space.blocks(arch))
 
     def fits(self, arch: Arch) -> bool:
         """Within the latency budget and, when given, the other ``limits``."""

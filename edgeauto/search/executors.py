@@ -1,6 +1,7 @@
 """Where trials run: in this process, or on Ray (a local cluster or one joined by address).
 
-One interface (:class:`Executor`): ``submit(job)`` at most :attr:`~Executor.slots` at a time,
+One interface (:class:`Executor`), registered in :data:`EXECUTORS` (``inprocess``, ``ray``;
+each constructed as ``cls(objective, ...)``): ``submit(job)`` at most :attr:`~Executor.slots` at a time,
 ``wait()`` returns the trials that finished, in the order they finished. A trial that raises,
 whose worker dies, or that runs past its timeout comes back as a ``failed``
 :class:`TrialOutcome` carrying the error; it never ends the study.
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 
 from edgeauto.errors import ConfigError
+from edgeauto.registry import Registry
 from edgeauto.search.objective import Metrics, Objective
 from edgeauto.spaces.base import Arch
 
@@ -105,6 +107,10 @@ class Executor(abc.ABC):
         self.close()
 
 
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+
+
+@EXECUTORS.register("inprocess")
 class InProcessExecutor(Executor):
     """Runs each trial in this process when :meth:`wait` is called: one slot, no timeout."""
 
@@ -219,6 +225,7 @@ def connect_ray(address: str | None, num_cpus: int, connect_timeout_s: float = 3
     return True
 
 
+@EXECUTORS.register("ray")
 class RayExecutor(Executor):
     """Trials as Ray tasks, ``cpus_per_trial`` CPUs each, streamed back as they finish.
 

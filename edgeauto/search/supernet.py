@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeauto.search.base import LatencyPredictor
+from edgeauto.latency.model import LatencyModel
 from edgeauto.spaces.base import SKIP, Arch, Choice
 from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.layerwise import LayerwiseSpace
@@ -406,7 +406,7 @@ class SupernetLatency:
     :meth:`scale` relates it to the problem's whole-network predictor.
     """
 
-    def __init__(self, space: LayerwiseSpace, predictor: LatencyPredictor) -> None:
+    def __init__(self, space: LayerwiseSpace, predictor: LatencyModel) -> None:
         self.space, self.predictor = space, predictor
         self._ms: dict[OpKey, float] = {}
         self._tables: dict[tuple[Any, ...], torch.Tensor] = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,26 +18,14 @@ from edgeauto.data import Dataset
 from edgeauto.errors import BudgetInfeasible
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
+from edgeauto.latency.macs import MacsLatency
+from edgeauto.rundir import RunDir
 from edgeauto.search import STRATEGIES, SearchProblem
+from edgeauto.search.base import SearchResult, Trial
+from edgeauto.search.executors import InProcessExecutor
+from edgeauto.search.objective import CallableObjective
+from edgeauto.search.study import TrialJournal, run_study
 from edgeauto.spaces import Arch, get_space
-from edgeauto.spaces.key import OpKey
-
-
-class MacsLatency:
-    """A deterministic stand-in predictor for conformance: latency ~ multiply-adds of a key.
-
-    Strategies and pruners must not depend on where latency numbers come from; this one needs
-    no runtime, so the suites run in milliseconds.
-    """
-
-    def block_ms(self, key: OpKey) -> float:
-        oh, ow = key.out_hw
-        width = key.hidden or key.cin
-        macs = key.cin * key.hidden * key.h * key.w + width * key.kernel**2 * oh * ow
-        return 1e-6 * (macs + width * key.cout * oh * ow) + 1e-4
-
-    def predict_keys(self, keys: object) -> float:
-        return sum(self.block_ms(k) for k in keys) + 1e-3  # type: ignore[attr-defined]
 
 
 def check_space(
@@ -66,28 +56,63 @@ def _problem(budget: float, seed: int = 0) -> SearchProblem:
     space = get_space("fbnet-micro", (1, 8, 8), 3)
     lat = MacsLatency()
     return SearchProblem(
-        space, lat, budget, lambda a: 1.0 / (1.0 + lat.predict_keys(space.blocks(a))), 4, seed,
+        space, lat, budget, lambda a: 1.0 / (1.0 + lat.predict(space.blocks(a))), 4, seed,
         data=_tiny_data((1, 8, 8), 3),
     )  # fmt: skip
 
 
 def check_strategy(name: str) -> None:
-    """Trials respect the budget, runs are seeded, infeasible budgets raise early."""
+    """Driven as production drives it (:func:`~edgeauto.search.study.run_study` over an
+    executor and a :class:`~edgeauto.search.study.TrialJournal`): trials respect the budget,
+    are journalled and reported in order, runs are seeded, a resumed study replays its
+    journal without running a trial again, infeasible budgets raise early."""
     cls = STRATEGIES.get(name)
     probe = _problem(1.0)
     low = probe.predict(probe.space.cheapest(probe.latency.block_ms))
     budget = low * 1.5
-    result = cls(_problem(budget)).search()
-    assert len(result.trials) == 4, "search must run exactly problem.trials trials"
-    assert all(t.predicted_ms <= budget for t in result.trials), "a trial exceeds the budget"
-    again = cls(_problem(budget)).search()
-    assert [t.arch for t in again.trials] == [t.arch for t in result.trials], "not deterministic"
+    with tempfile.TemporaryDirectory() as tmp:
+        result, ran = _study(cls, budget, Path(tmp) / "a")
+        assert len(result.trials) == 4, "search must run exactly problem.trials trials"
+        assert ran == 4, f"the executor ran {ran} trials for 4"
+        assert all(t.predicted_ms <= budget for t in result.trials), "a trial exceeds the budget"
+        again, _ = _study(cls, budget, Path(tmp) / "b")
+        assert [t.arch for t in again.trials] == [t.arch for t in result.trials], (
+            "not deterministic"
+        )
+        resumed, rerun = _study(cls, budget, Path(tmp) / "a")
+        assert rerun == 0, f"a resumed study ran {rerun} journalled trials again"
+        assert resumed.trials == result.trials, "a resumed study ends otherwise"
     try:
         cls(_problem(low * 0.5))
     except BudgetInfeasible:
         pass
     else:
         raise AssertionError("an infeasible budget must raise BudgetInfeasible at construction")
+
+
+def _study(
+    cls: Callable[[SearchProblem], Any], budget: float, root: Path
+) -> tuple[SearchResult, int]:
+    """One study in ``root`` (resumed when it holds a journal); the result and how many
+    trials the executor ran."""
+    problem = _problem(budget)
+    calls: list[int] = []
+
+    def evaluate(arch: Arch) -> float:
+        calls.append(1)
+        return problem.evaluate(arch)
+
+    told: list[Trial] = []
+    journal = TrialJournal(RunDir(root))
+    executor = InProcessExecutor(CallableObjective(evaluate))
+    result = run_study(cls(problem), executor, journal, told.append)
+    assert [t.number for t in told] == list(range(len(result.trials))), "on_trial out of order"
+    assert told == result.trials, "on_trial saw other trials than the result holds"
+    assert journal.load() == {t.number: t for t in result.trials}, "journal != trials"
+    for t in result.trials:
+        assert t.ok and t.predicted_ms == problem.predict(t.arch), f"trial {t.number}: {t}"
+        assert t.accuracy == problem.evaluate(t.arch), f"trial {t.number}: wrong accuracy"
+    return result, len(calls)
 
 
 def _tiny_data(shape: tuple[int, int, int], classes: int, n: int = 64) -> Dataset:
@@ -134,7 +159,7 @@ def check_pruner(name: str, criterion: str = "l1") -> None:
     lat = MacsLatency()
 
     def latency_of(m: torch.nn.Module) -> float:
-        return lat.predict_keys(m.op_keys(shape[1:]))
+        return lat.predict(m.op_keys(shape[1:]))
 
     start = latency_of(model)
     pruner = PRUNERS.get(name)(criterion)

@@ -27,7 +27,7 @@ from pathlib import Path
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.latency.runners.base import RUNNERS, DeviceInfo, Runner, check_counts
-from edgeauto.latency.table import LatencyStat
+from edgeauto.timing import LatencyStat
 
 CALL_TIMEOUT_S = 3600
 BINARY = "benchmark_model"

@@ -20,8 +20,8 @@ from typing import ClassVar
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import RunnerError
-from edgeauto.latency.table import LatencyStat
 from edgeauto.registry import Registry
+from edgeauto.timing import LatencyStat
 
 #: Artifact suffix -> runtime name, as registered in :data:`edgeauto.export.runtimes.RUNTIMES`.
 SUFFIX_RUNTIME: dict[str, str] = {".tflite": "litert", ".onnx": "onnxruntime"}

@@ -14,7 +14,7 @@ from edgeauto.latency.runners.base import (
     check_counts,
     runtime_of,
 )
-from edgeauto.latency.table import LatencyStat
+from edgeauto.timing import LatencyStat
 
 
 @RUNNERS.register("local")

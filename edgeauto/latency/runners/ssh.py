@@ -29,7 +29,7 @@ from typing import Any
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.latency.runners.base import RUNNERS, DeviceInfo, Runner, check_counts, runtime_of
-from edgeauto.latency.table import LatencyStat
+from edgeauto.timing import LatencyStat
 
 CONNECT_TIMEOUT_S = 10
 #: ssh gives up on a silent connection after ALIVE_INTERVAL_S x ALIVE_COUNT seconds.

@@ -17,16 +17,10 @@ from collections.abc import Callable
 
 from torch import nn
 
+from edgeauto.budget import Budget
 from edgeauto.compress.base import PruneProblem, Pruner, PruningPlan
 
-MAX_CALIBRATIONS = 3  # whole-model measurements that may send pruning on
-# With a measurement, pruning aims at this share of the budget: the final verification is a
-# separate timing that differs from pruning's by a few percent, and a model landed at exactly
-# the budget would be measured over it about half the time.
-LANDING = 0.95
-# A measured state within [ACCEPT[0], ACCEPT[1]] x budget ends pruning; below it, pruning
-# restarts higher; above it, pruning goes on lower.
-ACCEPT = (0.90, 0.99)
+MAX_ATTEMPTS = 3  # whole-model measurements that may send pruning on
 
 
 def _scaled(problem: PruneProblem, ratio: float) -> PruneProblem:
@@ -46,13 +40,15 @@ def prune_measured(
     problem: PruneProblem,
     measure: Callable[[nn.Module], float] | None,
     on_attempt: Callable[[int], None] | None = None,
+    bands: Budget | None = None,
 ) -> tuple[nn.Module, PruningPlan]:
-    """Prune ``model`` (in place) until ``measure(model)`` lands in :data:`ACCEPT` of
-    ``problem.budget``, in at most :data:`MAX_CALIBRATIONS` attempts.
+    """Prune ``model`` (in place) until ``measure(model)`` lands in the accept band of
+    ``problem.budget`` (``bands``: :data:`edgeauto.budget.ACCEPT` by default), in at most
+    :data:`MAX_ATTEMPTS` attempts.
 
     The cost is first multiplied by the unpruned model's measured / predicted ratio
     (``plan.scale``), so pruning aims at the real latency from the start, whatever the
-    table's calibration; each attempt aims at :data:`LANDING` of the budget, corrected by the
+    table's calibration; each attempt aims at the budget's landing point, corrected by the
     misses before it (``plan.calibrations``). Returns the kept model (``model`` itself or a
     copy of another measured state) and its plan. Without ``measure`` (a device that cannot
     be reached) this is one :meth:`Pruner.prune` to the predicted budget.
@@ -64,9 +60,10 @@ def prune_measured(
     plan.scale = measure(model) / problem.cost(model)
     problem = _scaled(problem, plan.scale)
     budget = problem.budget
-    aim = target = budget * LANDING
+    bands = (bands or Budget(budget)).at(budget)
+    aim = target = bands.landing_ms
     tried: list[tuple[float, nn.Module, dict]] = []
-    for attempt in range(1, MAX_CALIBRATIONS + 1):
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         n_ops = len(plan.ops)
         pruner.prune(model, dataclasses.replace(problem, budget=target), plan)
         if on_attempt:
@@ -75,11 +72,11 @@ def prune_measured(
             break  # nothing more was pruned: already within the target, or at the floor
         measured = measure(model)
         tried.append((measured, copy.deepcopy(model), plan.to_json()))
-        if ACCEPT[0] * budget <= measured <= ACCEPT[1] * budget:
+        if bands.accepts(measured):
             break
         plan.calibrations.append((target, measured))
         target *= aim / measured  # lower after an overshoot, higher after an undershoot
-        if measured < ACCEPT[0] * budget:  # too deep: start again from the unpruned model
+        if measured < bands.accept[0] * budget:  # too deep: start again from the unpruned model
             model = copy.deepcopy(original)
             plan = dataclasses.replace(plan, ops=[], steps=[], status="met", message="")
     if tried:
