@@ -31,8 +31,8 @@ from torch import nn
 import edgeauto
 from edgeauto.data import load_dataset
 from edgeauto.devices.profile import load_profile
+from edgeauto.latency.builder import TimingSettings, make_timer
 from edgeauto.latency.device import open_table
-from edgeauto.latency.profiler import ProfileSettings, make_timer
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import get_space
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -151,7 +151,7 @@ def main() -> None:
         print(f"make run (table cached): {doc['make_run_s']:.0f} s (goal <= 300 s), "
               f"exit {doc['make_run_exit']}")  # fmt: skip
     data = load_dataset(args.dataset)
-    timer = make_timer(load_profile("host"), ProfileSettings())
+    timer = make_timer(load_profile("host"), TimingSettings())
     print(" budget ms | stc acc  ms/budget | joint acc ms/budget | hand acc  width ms/budget")
     try:
         for b in budgets(args.budgets, args.dataset):

@@ -42,7 +42,7 @@ from edgeauto.compress.scratch import recalibrate_bn
 from edgeauto.compress.uniform import prune_uniform
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import load_profile
-from edgeauto.latency.profiler import BlockTimer, ProfileSettings, make_timer
+from edgeauto.latency.builder import BlockTimer, TimingSettings, make_timer
 from edgeauto.train import TrainConfig, accuracy, fit
 
 CUTS = (0.3, 0.4, 0.5)
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         with_nni = False
         print("nni not installed (make install-nni): its rows are skipped")
     profile = load_profile("host")
-    timer = make_timer(profile, ProfileSettings(runs=100, warmup=20, rounds=3))
+    timer = make_timer(profile, TimingSettings(runs=100, warmup=20, rounds=3))
     mnist = load_dataset("mnist5k", seed=0)
     benches = [("mnist-cnn", mnist_cnn, mnist)]
     if not args.quick:

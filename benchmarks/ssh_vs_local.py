@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from edgeauto.devices.profile import DeviceProfile, load_profile
-from edgeauto.latency.profiler import ProfileSettings, fill_table, make_timer, open_device_table
+from edgeauto.latency.builder import TimingSettings, fill_table, make_timer, open_device_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces import get_space
 from edgeauto.testing.sshd import ThrowawaySshd, sshd_unavailable
@@ -31,7 +31,7 @@ def build(
     """Build the table from nothing; (table, wall seconds including connection set-up)."""
     keys = get_space(space, shape, 10).all_keys()
     t0 = time.perf_counter()
-    timer = make_timer(profile, ProfileSettings())
+    timer = make_timer(profile, TimingSettings())
     try:
         table = open_device_table(profile, space, timer, root)
         fill_table(table, keys, timer)
@@ -75,7 +75,7 @@ def main() -> int:
         ssh_table.entries[k].median_ms / local_table.entries[k].median_ms
         for k in local_table.entries
     ]
-    s = ProfileSettings()
+    s = TimingSettings()
     print(f"table: {args.space} @ {args.input_shape}, {n} blocks + overhead, {host.runtime}, "
           f"{host.threads} thread(s), {s.runs} runs x {s.rounds} rounds after {s.warmup} warm-up")  # fmt: skip
     print(f"{'':28}{'local':>10}{'ssh 127.0.0.1':>16}")

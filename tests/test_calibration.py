@@ -29,18 +29,16 @@ from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.jobs import context as pipeline_context
 from edgeauto.jobs import measure as pipeline_measure
-from edgeauto.latency.calibration import (
+from edgeauto.latency.builder import TimingSettings, make_timer, validate_table
+from edgeauto.latency.calibration.history import (
     MIN_ENTRIES,
     WINDOW,
-    EmulationFit,
     calibration_factor,
-    expected_error,
-    fit_emulation,
     record_verification,
 )
 from edgeauto.latency.device import open_table
+from edgeauto.latency.emulation import EmulationFit, expected_error, fit_emulation
 from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
 from edgeauto.latency.runners import DeviceInfo, Runner
 from edgeauto.latency.table import LatencyStat, LatencyTable, Verification
 from edgeauto.progress import NullReporter
@@ -154,7 +152,7 @@ def tables28(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LatencyTable
     for rt in ("litert", "onnxruntime"):
         profile = host.model_copy(update={"runtime": rt})
         out[rt], _ = open_table(profile, space, NullReporter(), root)
-        timer = make_timer(profile, ProfileSettings())
+        timer = make_timer(profile, TimingSettings())
         try:  # whole networks measured end to end: how each runtime's nets depart from blocks
             validate_table(out[rt], space, timer, VALIDATION)
         finally:

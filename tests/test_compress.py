@@ -30,8 +30,8 @@ from edgeauto.compress.graph import build_graph, depth_candidates, prunable_grou
 from edgeauto.compress.landing import prune_measured
 from edgeauto.compress.scratch import recalibrate_bn, reinitialize
 from edgeauto.errors import ConfigError
+from edgeauto.latency.builder import TimingSettings, local_timer
 from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import ProfileSettings, local_timer
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.spaces import get_space
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -46,7 +46,7 @@ def pruned(tmp_path_factory, micro_tables: Path, micro_space, trained_micro, hos
     path = micro_table_path(root)
     table = LatencyTable.load(path)
     n_before = len(table.entries)
-    predictor = MeasuringPredictor(table, local_timer(host_profile, ProfileSettings()))
+    predictor = MeasuringPredictor(table, local_timer(host_profile, TimingSettings()))
     model = build_trained(micro_space, trained_micro)
     start_keys = model.op_keys(DIGITS_SHAPE[1:])
     start_ms = predictor.predict(start_keys)
@@ -346,7 +346,7 @@ def test_prune_config_validation(kwargs: dict, field: str) -> None:
 
 def test_layer_latency_measures_each_shape_once(host_profile) -> None:
     from edgeauto.compress.layer_lut import LayerKey, LayerLatency, layer_keys
-    from edgeauto.latency.profiler import local_timer
+    from edgeauto.latency.builder import local_timer
 
     def cnn(w: int) -> nn.Module:
         return nn.Sequential(
@@ -362,7 +362,7 @@ def test_layer_latency_measures_each_shape_once(host_profile) -> None:
         LayerKey("conv", 32, 64, 28, 28, 3, 2, 1),
         LayerKey("linear", 64, 10),
     ]
-    cost = LayerLatency(local_timer(host_profile, ProfileSettings(runs=50, warmup=10)), shape)
+    cost = LayerLatency(local_timer(host_profile, TimingSettings(runs=50, warmup=10)), shape)
     wide = cost(cnn(64))
     assert len(cost.entries) == 3 and cost.overhead_ms > 0
     assert cost(cnn(64)) == wide and len(cost.entries) == 3  # cached: nothing re-measured

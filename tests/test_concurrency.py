@@ -26,13 +26,13 @@ FILL = """
 import sys
 from pathlib import Path
 from edgeauto.devices.profile import load_profile
-from edgeauto.latency.profiler import ProfileSettings, fill_table, make_timer, open_device_table
+from edgeauto.latency.builder import TimingSettings, fill_table, make_timer, open_device_table
 from edgeauto.spaces import get_space
 
 root, part = Path(sys.argv[1]), int(sys.argv[2])
 profile = load_profile("host")
 keys = sorted(get_space("fbnet-micro", (1, 8, 8), 10).all_keys())[part::2][:4]
-timer = make_timer(profile, ProfileSettings(runs=30, warmup=1, rounds=1))
+timer = make_timer(profile, TimingSettings(runs=30, warmup=1, rounds=1))
 try:
     table = open_device_table(profile, "fbnet-micro", timer, root)
     print("measured", fill_table(table, keys, timer, batch=1), flush=True)

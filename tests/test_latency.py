@@ -15,14 +15,14 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError, TableMiss
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.latency.device import open_table
-from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import (
-    ProfileSettings,
+from edgeauto.latency.builder import (
+    TimingSettings,
     check_compatible,
     cpu_model,
     local_timer,
 )
+from edgeauto.latency.device import open_table
+from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.store import has_table, table_path, tables_dir
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.progress import NullReporter
@@ -284,7 +284,7 @@ def test_open_table_resumes_a_partial_table(tables_copy: Path, host_profile, mic
 def test_measuring_predictor_adds_missing_key(tables_copy: Path, host_profile, micro_space) -> None:
     path = micro_table_path(tables_copy)
     table = LatencyTable.load(path)
-    settings = ProfileSettings(runs=30, warmup=5)
+    settings = TimingSettings(runs=30, warmup=5)
     timer = local_timer(host_profile, settings)
     predictor = MeasuringPredictor(table, timer)
     # a pruned expansion width no space lists: 8 -> 20 -> 16, kernel 5
@@ -346,19 +346,19 @@ def test_open_table_rejects_incompatible_table(
 
 def test_profile_settings_validation() -> None:
     with pytest.raises(ConfigError, match="runs must be >= 30"):
-        ProfileSettings(runs=10)
+        TimingSettings(runs=10)
     with pytest.raises(ConfigError, match="warmup"):
-        ProfileSettings(warmup=0)
+        TimingSettings(warmup=0)
     with pytest.raises(ConfigError, match="rounds"):
-        ProfileSettings(rounds=0)
+        TimingSettings(rounds=0)
 
 
 def test_local_timer_refuses_remote_profiles(host_profile: DeviceProfile) -> None:
     from edgeauto.devices.profile import load_profile
 
     with pytest.raises(RunnerError, match="reached over ssh"):
-        local_timer(load_profile("raspberry-pi-4"), ProfileSettings())
-    assert local_timer(host_profile, ProfileSettings()).threads == host_profile.threads
+        local_timer(load_profile("raspberry-pi-4"), TimingSettings())
+    assert local_timer(host_profile, TimingSettings()).threads == host_profile.threads
 
 
 def test_open_table_remote_without_table(tmp_path: Path, micro_space) -> None:
@@ -414,7 +414,6 @@ def test_for_profile_chooses_from_the_cost_model(
     from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
     from edgeauto.latency.relu import ReluCost
     from edgeauto.linearize.snl import relu_cost
-    from edgeauto.search.base import LatencyPredictor
 
     keys = micro_space.blocks(largest_arch(micro_space))
     model = for_profile(host_profile, table=micro_table, calibration=1.5)
@@ -431,6 +430,5 @@ def test_for_profile_chooses_from_the_cost_model(
     for profile, chosen in ((host_profile, model), (pi, relu)):
         assert isinstance(chosen, LatencyModel)
         assert LATENCY_MODELS.get(COST_MODELS[profile.cost_model]) is type(chosen)
-    assert LatencyPredictor is LatencyModel  # the old name of the role
     with pytest.raises(ConfigError, match="pass table="):
         for_profile(host_profile)

@@ -18,6 +18,7 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
+from edgeauto.latency.builder import TimingSettings, make_timer, validate_table
 from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import (
     FEATURES,
@@ -33,14 +34,13 @@ from edgeauto.latency.fusion import (
     list_predictors,
 )
 from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import ProfileSettings, make_timer, validate_table
 from edgeauto.latency.table import LatencyStat, LatencyTable, Verification, WholeModelRun
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import SearchSpace
 from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import block_for_key
 
-FEW = ProfileSettings(runs=30, warmup=5, rounds=1)
+FEW = TimingSettings(runs=30, warmup=5, rounds=1)
 MBCONV_RES = OpKey("mbconv", 16, 96, 16, 14, 14, 5, 1, residual=True)
 
 

@@ -34,8 +34,8 @@ from edgeauto.devices.profile import (
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.latency.profiler import (
-    ProfileSettings,
+from edgeauto.latency.builder import (
+    TimingSettings,
     fill_table,
     make_timer,
     new_table,
@@ -52,7 +52,7 @@ from edgeauto.testing.sshd import SSHD, ThrowawaySshd, free_port, keygen, sshd_u
 
 DATA = Path(__file__).parent / "data" / "benchmark_model"
 SHAPE = (1, 8, 8)
-FEW = ProfileSettings(runs=30, warmup=2, rounds=1)
+FEW = TimingSettings(runs=30, warmup=2, rounds=1)
 needs_sshd = pytest.mark.skipif(
     not SSHD.is_file(),
     reason=f"{SSHD} is absent (Debian: apt-get install openssh-server; .ci/run does)",
@@ -270,7 +270,7 @@ def test_cli_profile_over_ssh_with_host_override(sshd, ssh_keys, tmp_path: Path)
     # a table missing two keys (the others carry placeholder stats): the CLI times those two
     space = get_space(MICRO, SHAPE, 10)
     todo = sorted(space.all_keys())[:2]
-    table = new_table(profile, get_runtime("litert"), MICRO, ProfileSettings())
+    table = new_table(profile, get_runtime("litert"), MICRO, TimingSettings())
     table.overhead = LatencyStat(0.003, 0.004, 30)
     table.entries = {k: LatencyStat(0.01, 0.02, 30) for k in space.all_keys() if k not in todo}
     target = table_path(profile, MICRO, tmp_path / "tables")
@@ -283,7 +283,7 @@ def test_cli_profile_over_ssh_with_host_override(sshd, ssh_keys, tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     after = LatencyTable.load(target)
     assert set(after.entries) == space.all_keys()
-    runs = ProfileSettings().runs  # whole rounds of it, a disturbed round dropped
+    runs = TimingSettings().runs  # whole rounds of it, a disturbed round dropped
     assert all(after.entries[k].runs in (runs, 2 * runs, 3 * runs) for k in todo)
     # an unreachable override with a key to measure: one line, exit 2, the table untouched
     del after.entries[todo[0]]

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from edgeauto.compress.graph import forward_with_hook
+from edgeauto.latency.builder import BlockTimer
 from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
-from edgeauto.latency.profiler import BlockTimer
 
 
 @dataclass(frozen=True, order=True)

@@ -30,7 +30,7 @@ from edgeauto.errors import ConfigError, OverBudget
 from edgeauto.jobs.context import Context, setup
 from edgeauto.jobs.run import compress_and_verify
 from edgeauto.jobs.sparse import sparse_and_verify
-from edgeauto.latency.profiler import ProfileSettings, make_timer
+from edgeauto.latency.builder import TimingSettings, make_timer
 from edgeauto.manifest import Manifest
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import RunDir, inside, release
@@ -123,7 +123,7 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     model = load_user_model(spec, data)
     if cfg.weights:
         load_weights(model, Path(cfg.weights))
-    timer = make_timer(profile, ProfileSettings(runs=50, warmup=10, rounds=3))
+    timer = make_timer(profile, TimingSettings(runs=50, warmup=10, rounds=3))
     cost = LayerLatency(timer, data.input_shape)
     rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, cost=cost, timer=timer)

@@ -17,18 +17,18 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError
-from edgeauto.latency.device import open_table
-from edgeauto.latency.fresh import FreshCalibration, measure_calibration
-from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import (
+from edgeauto.latency.builder import (
     BlockTimer,
 )
+from edgeauto.latency.calibration.fresh import FreshCalibration, measure_calibration
+from edgeauto.latency.device import open_table
+from edgeauto.latency.model import LatencyModel
+from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.table import LatencyTable
 from edgeauto.latency.worst_case import Member, WorstCasePredictor
 from edgeauto.progress import Reporter
 from edgeauto.rundir import RunDir
 from edgeauto.search import STRATEGIES
-from edgeauto.search.base import LatencyPredictor
 from edgeauto.spaces import SearchSpace, get_space
 
 INHERITED = "checkpoints/inherited.pt"  # supernet weights of the searched arch (dnas)
@@ -56,7 +56,7 @@ class Context:
     worst: WorstCasePredictor | None = None
 
     @property
-    def latency(self) -> LatencyPredictor:
+    def latency(self) -> LatencyModel:
         """What search and pruning aim with: this device's predictor, or the worst case."""
         assert self.predictor is not None  # set whenever a space is searched
         return self.worst or self.predictor
@@ -168,7 +168,7 @@ def calibrate_devices(ctx: Context) -> None:
 
 def calibrate_stage(ctx: Context, member: Member) -> None:
     """With ``calibration="fresh"`` and a device this machine can time, set the device's
-    calibration factor from whole networks timed now (:mod:`edgeauto.latency.fresh`); a
+    calibration factor from whole networks timed now (:mod:`edgeauto.latency.calibration.fresh`); a
     resumed run reuses the recorded factor, so that it predicts as the interrupted one did."""
     predictor, name = member.predictor, member.profile.name
     if ctx.cfg.calibration != "fresh" or predictor.timer is None or ctx.space is None:

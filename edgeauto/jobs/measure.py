@@ -18,18 +18,14 @@ from edgeauto.export.runtimes import RUNTIMES, get_runtime, time_calls
 from edgeauto.fileio import sha256_file
 from edgeauto.jobs.context import Context
 from edgeauto.killpoints import kill_point
-from edgeauto.latency.calibration import (
-    calibration_factor,
-    expected_error,
-    fit_emulation,
-    record_verification,
-)
-from edgeauto.latency.profiler import (
-    ProfileSettings,
+from edgeauto.latency.builder import (
+    TimingSettings,
     fill_table,
     make_timer,
     open_device_table,
 )
+from edgeauto.latency.calibration.history import calibration_factor, record_verification
+from edgeauto.latency.emulation import expected_error, fit_emulation
 from edgeauto.latency.runners import get_runner
 from edgeauto.latency.worst_case import Member
 from edgeauto.timing import LatencyStat
@@ -153,7 +149,7 @@ def _emulate(
 ) -> dict[str, LatencyStat]:
     """The device's latency estimated here: the artifact timed on this machine with the
     profile's runtime, mapped by the device/host law (fixed cost + ratio) fitted on the
-    blocks both tables share (:func:`edgeauto.latency.calibration.fit_emulation`).
+    blocks both tables share (:func:`edgeauto.latency.emulation.fit_emulation`).
 
     This machine's table for the space is opened (or started) and given the model's blocks,
     so that the blocks the model is made of are among those the law is fitted on.
@@ -162,7 +158,7 @@ def _emulate(
     rt, runs = ctx.profile.runtime, ctx.cfg.measure_runs
     host = load_profile("host").model_copy(update={"runtime": rt})
     keys = model.op_keys(ctx.data.input_shape[1:])
-    timer = make_timer(host, ProfileSettings())
+    timer = make_timer(host, TimingSettings())
     try:
         host_table = open_device_table(host, ctx.space.name, timer, _tables_root(ctx))
         fill_table(host_table, keys, timer)

@@ -21,8 +21,8 @@ def build_table(
 ) -> LatencyTable:
     """Open or start the device's table and measure the space's missing keys through its
     runner; then ``validate`` random whole networks end to end."""
-    from edgeauto.latency.profiler import (
-        ProfileSettings,
+    from edgeauto.latency.builder import (
+        TimingSettings,
         fill_table,
         make_timer,
         open_device_table,
@@ -32,7 +32,7 @@ def build_table(
 
     reporter = reporter or NullReporter()
     sp = get_space(space_name, shape, n)
-    timer = make_timer(prof, ProfileSettings())
+    timer = make_timer(prof, TimingSettings())
     where = f"{prof.runtime}, {prof.connection.target()}"
     try:
         table = open_device_table(prof, sp.name, timer, root)

@@ -18,10 +18,10 @@ from edgeauto.fileio import atomic_path
 from edgeauto.jobs.context import INHERITED, Context, calibrate_devices
 from edgeauto.jobs.search import make_strategy, run_trials, study_objective
 from edgeauto.killpoints import kill_point
+from edgeauto.latency.model import LatencyModel
 from edgeauto.report.pareto import breakdown, pareto_points, points_json
 from edgeauto.rundir import EPOCH_SUFFIX
 from edgeauto.search import STRATEGIES, SearchProblem
-from edgeauto.search.base import LatencyPredictor
 from edgeauto.search.executors import InProcessExecutor
 from edgeauto.search.objective import preload
 from edgeauto.search.study import TrialJournal
@@ -30,7 +30,7 @@ from edgeauto.train import EpochCheckpoint, TrainConfig, accuracy, fit
 
 
 def search_stage(
-    ctx: Context, aim: LatencyPredictor | None = None, budget: float | None = None
+    ctx: Context, aim: LatencyModel | None = None, budget: float | None = None
 ) -> Arch:
     """Search the space for the most accurate arch within ``budget x headroom``.
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError
+from edgeauto.latency.builder import BlockTimer
 from edgeauto.latency.fusion import Predictor
 from edgeauto.latency.model import LatencyModel
 from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import BlockTimer
 from edgeauto.latency.relu import ReluCost
 from edgeauto.latency.table import LatencyTable
 

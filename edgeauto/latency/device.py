@@ -8,17 +8,17 @@ from pathlib import Path
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import TableMiss
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.latency.choose import for_profile
-from edgeauto.latency.importers import usable_imported
-from edgeauto.latency.predictor import MeasuringPredictor
-from edgeauto.latency.profiler import (
+from edgeauto.latency.builder import (
     BlockTimer,
-    ProfileSettings,
+    TimingSettings,
     check_compatible,
     fill_table,
     make_timer,
     open_device_table,
 )
+from edgeauto.latency.choose import for_profile
+from edgeauto.latency.importers import usable_imported
+from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.roofline import warn_below_floor
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyTable
@@ -37,7 +37,7 @@ def open_table(
     The predictor holds the timer: close it (``predictor.timer.close()``) when done.
     """
     if profile.connection.kind == "local":
-        timer: BlockTimer | None = make_timer(profile, ProfileSettings())
+        timer: BlockTimer | None = make_timer(profile, TimingSettings())
         table = open_device_table(profile, space.name, timer, root)
     else:
         timer, path = None, table_path(profile, space.name, root)

@@ -1,7 +1,7 @@
 """Latency predictors over a measured table, behind one interface and registered by name.
 
 What the runtime fuses, and so what a key stands for: every table entry is a whole block
-exported and timed alone (:mod:`edgeauto.latency.profiler`), so the fusions a runtime
+exported and timed alone (:mod:`edgeauto.latency.builder`), so the fusions a runtime
 applies *inside* a block are already in its number. conv + batch norm + activation is one
 conv with a fused activation in both runtimes (the ONNX export folds BN into the conv
 weights; LiteRT runs ``CONV_2D`` with a fused ReLU6, ONNX Runtime fuses Conv + Clip), and the

@@ -3,17 +3,17 @@ a key the table lacks (a pruned block, say) is measured with the real runtime, a
 table and saved, so every later run predicts it from measurement. Predictions come from the
 table's best model (:func:`edgeauto.latency.fusion.best_predictor`: fusion-aware, with the
 learned residual once the table has whole networks measured end to end), times the
-calibration factor of the artifacts verified so far (:mod:`edgeauto.latency.calibration`)."""
+calibration factor of the artifacts verified so far (:mod:`edgeauto.latency.calibration.history`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from edgeauto.latency.calibration import calibration_factor
+from edgeauto.latency.builder import BlockTimer, save_table
+from edgeauto.latency.calibration.history import calibration_factor
 from edgeauto.latency.fusion import Predictor, best_predictor
 from edgeauto.latency.model import LATENCY_MODELS, LatencyModel
-from edgeauto.latency.profiler import BlockTimer, save_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces.key import OpKey
 

@@ -104,7 +104,7 @@ class Verification:
     """One verified artifact: its predicted latency and what the device measured.
 
     Appended to the table's ``history`` by every run that measures its final model on the
-    device; :mod:`edgeauto.latency.calibration` turns the last entries into a calibration
+    device; :mod:`edgeauto.latency.calibration.history` turns the last entries into a calibration
     factor. ``predictor`` names how ``predicted_ms`` was made (before calibration), so
     entries predicted another way are never mixed into the factor.
     """

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from edgeauto.latency.profiler import BlockTimer
+from edgeauto.latency.builder import BlockTimer
 from edgeauto.search.base import Trial
 from edgeauto.spaces.base import Arch, SearchSpace
 

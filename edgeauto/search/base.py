@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from edgeauto.devices.profile import DeviceProfile
 
 
-#: The old name of :class:`~edgeauto.latency.model.LatencyModel` (one role, one base).
-LatencyPredictor = LatencyModel
-
-
 @dataclass
 class SearchProblem:
     """A space, a latency model and budget (in the model's unit), an evaluator and a trial count.

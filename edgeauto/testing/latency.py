@@ -21,25 +21,25 @@ from typing import Any
 
 from edgeauto.compress.layer_lut import LayerLatency, layer_keys
 from edgeauto.devices.profile import load_profile
-from edgeauto.latency.choose import for_profile
-from edgeauto.latency.fusion import MIN_TRAIN, get_predictor
-from edgeauto.latency.macs import MacsLatency
-from edgeauto.latency.model import LATENCY_MODELS, MS, RELU_EQUIVALENTS, LatencyModel
-from edgeauto.latency.profiler import (
+from edgeauto.latency.builder import (
     BlockTimer,
-    ProfileSettings,
+    TimingSettings,
     fill_table,
     make_timer,
     open_device_table,
     validate_table,
 )
+from edgeauto.latency.choose import for_profile
+from edgeauto.latency.fusion import MIN_TRAIN, get_predictor
+from edgeauto.latency.macs import MacsLatency
+from edgeauto.latency.model import LATENCY_MODELS, MS, RELU_EQUIVALENTS, LatencyModel
 from edgeauto.latency.table import LatencyTable, WholeModelRun
 from edgeauto.latency.worst_case import Member, WorstCasePredictor
 from edgeauto.spaces import get_space
 from edgeauto.spaces.base import SearchSpace
 
 #: Few runs per key: the checks test invariants, not accuracy.
-FEW = ProfileSettings(runs=30, warmup=3, rounds=1)
+FEW = TimingSettings(runs=30, warmup=3, rounds=1)
 REL = 1e-9  # relative tolerance of sums taken in another order
 
 

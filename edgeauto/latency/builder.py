@@ -37,7 +37,7 @@ Progress = Callable[[int, int, OpKey | None], None]
 
 
 @dataclass(frozen=True)
-class ProfileSettings:
+class TimingSettings:
     """How to time: runs and warm-up runs per session, sessions (rounds) per key."""
 
     runs: int = 100
@@ -61,7 +61,7 @@ class BlockTimer:
     """
 
     def __init__(
-        self, runtime: Runtime, threads: int, settings: ProfileSettings, runner: Runner
+        self, runtime: Runtime, threads: int, settings: TimingSettings, runner: Runner
     ) -> None:
         self.runtime, self.threads, self.settings, self.runner = runtime, threads, settings, runner
         self._dir = tempfile.TemporaryDirectory(prefix="edgeauto-profile-")
@@ -124,7 +124,7 @@ def new_table(
     profile: DeviceProfile,
     runtime: Runtime,
     space: str,
-    s: ProfileSettings,
+    s: TimingSettings,
     info: DeviceInfo | None = None,
 ) -> LatencyTable:
     """An empty table whose provenance names the device's CPU and runtime version.
@@ -237,7 +237,7 @@ def merge_saved(table: LatencyTable) -> None:
     table.overhead = table.overhead or disk.overhead
 
 
-def make_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:
+def make_timer(profile: DeviceProfile, settings: TimingSettings) -> BlockTimer:
     """A timer for the profile's device, reached through its connection's runner.
 
     Close it when done (:meth:`BlockTimer.close`).
@@ -322,7 +322,7 @@ def _new_archs(table: LatencyTable, space: SearchSpace, n: int) -> list[Arch]:
     return archs
 
 
-def local_timer(profile: DeviceProfile, settings: ProfileSettings) -> BlockTimer:
+def local_timer(profile: DeviceProfile, settings: TimingSettings) -> BlockTimer:
     """A timer for a profile reached locally (:func:`make_timer` serves every connection)."""
     if profile.connection.kind != "local":
         raise RunnerError(

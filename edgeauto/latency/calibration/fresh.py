@@ -1,6 +1,6 @@
 """Calibration measured at the start of a run, on a device this machine can time.
 
-The history factor (:func:`edgeauto.latency.calibration.calibration_factor`) is the median
+The history factor (:func:`edgeauto.latency.calibration.history.calibration_factor`) is the median
 over earlier runs' final artifacts: on a device whose speed drifts (a shared machine under
 changing load, a board that throttles) it is the speed of an earlier hour. On this project's
 benchmark, history factors of 1.38 and 1.32 recorded while the machine was loaded sent the

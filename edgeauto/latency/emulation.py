@@ -1,12 +1,6 @@
-"""Calibration from verified artifacts, and emulation of a device that cannot be reached.
+"""Emulation of a device that cannot be reached.
 
-Calibration: every run that measures its final artifact on the device appends
-(predicted, measured) to the table's ``history`` (saved atomically with the table);
-later predictions for that table (device, runtime, space) are multiplied by the median of
-``measured / predicted`` over the last :data:`WINDOW` entries predicted the same way, once
-there are :data:`MIN_ENTRIES` of them (a median of fewer cannot reject one bad run).
-
-Emulation: with the device out of reach, its latency is estimated from the artifact
+With the device out of reach, its latency is estimated from the artifact
 measured on this machine, mapped by a device/host law fitted on the blocks both tables share
 (:func:`fit_emulation`): ``device = fixed + scale x host``, a ratio plus the difference in
 per-invocation cost. A ratio alone was tried first and failed on real tables (this machine's
@@ -18,50 +12,18 @@ it ``emulated``.
 
 from __future__ import annotations
 
-import datetime as dt
-import statistics
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from edgeauto.errors import ConfigError
-from edgeauto.latency.table import LatencyStat, LatencyTable, Verification
+from edgeauto.latency.calibration.history import MIN_ENTRIES
+from edgeauto.latency.table import LatencyStat, LatencyTable
 
-WINDOW = 10
-MIN_ENTRIES = 3
 #: Shared blocks a device/host law needs: a plain ratio from MIN_SHARED, the affine law
 #: (fixed cost + ratio) from MIN_AFFINE.
 MIN_SHARED = 3
 MIN_AFFINE = 6
-
-
-def calibration_factor(
-    table: LatencyTable, signature: str, window: int = WINDOW, min_entries: int = MIN_ENTRIES
-) -> float:
-    """Median ``measured / predicted`` of the last ``window`` history entries predicted by
-    ``signature``; 1.0 until there are ``min_entries`` of them."""
-    same = [h for h in table.history if h.predictor == signature][-window:]
-    if len(same) < min_entries:
-        return 1.0
-    return statistics.median(h.measured_ms / h.predicted_ms for h in same)
-
-
-def record_verification(
-    table: LatencyTable, model_sha256: str, predicted_ms: float, measured_ms: float, signature: str
-) -> Verification:
-    """Append one verified artifact to ``table.history`` and save the table atomically.
-
-    ``predicted_ms`` must be the uncalibrated prediction (before :func:`calibration_factor`),
-    or the factor would chase its own corrections. An artifact verified again (a resumed
-    run) replaces its earlier entry: one vote per model in the median.
-    """
-    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    entry = Verification(model_sha256, predicted_ms, measured_ms, signature, when)
-    entry.check(table.path)  # before anything changes: a bad number never reaches the file
-    table.history = [h for h in table.history if h.model_sha256 != model_sha256] + [entry]
-    if table.path:
-        table.save()
-    return entry
 
 
 @dataclass(frozen=True)
