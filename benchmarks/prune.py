@@ -259,7 +259,7 @@ def latency_budgets(b: Bench, criterion: str) -> None:
         m, plan = prune_measured(pruner, copy.deepcopy(b.model), problem, b.measure)
         row = b.score(f"netadapt-{criterion}", m, t0, budget)
         print(f"    plan: {plan.status}, {len(plan.steps) - 1} steps, "
-              f"{len(plan.calibrations)} calibrations", flush=True)  # fmt: skip
+              f"{len(plan.misses)} misses", flush=True)  # fmt: skip
         t0 = time.time()
         b.score("torch-pruning-magnitude@latency", _tp_at(b, row.measured_ms), t0, budget)
 

@@ -117,12 +117,7 @@ class RunConfig:
             "measure_runs",
         ):
             _positive(name, getattr(self, name), integer=True)
-        if not isinstance(self.beam, int) or self.beam < 0:
-            raise ConfigError(f"beam must be an integer >= 0, got {self.beam!r}; fix --beam")
-        if self.strategy != "smbo" and (self.warm_start or self.beam):
-            raise ConfigError(
-                f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
-            )
+        self._check_search()
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}; fix --seed")
         if self.mode not in MODES:
@@ -149,6 +144,15 @@ class RunConfig:
                 raise ConfigError(f"--device names {device} twice; name each device once")
         if not (isinstance(self.sparsity, int | float) and 0.0 <= self.sparsity < 1.0):
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}; fix --sparsity")
+
+    def _check_search(self) -> None:
+        """The options of one strategy are not given to another."""
+        if not isinstance(self.beam, int) or self.beam < 0:
+            raise ConfigError(f"beam must be an integer >= 0, got {self.beam!r}; fix --beam")
+        if self.strategy != "smbo" and (self.warm_start or self.beam):
+            raise ConfigError(
+                f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
+            )
 
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)

@@ -10,9 +10,11 @@ import edgeauto
 
 def main() -> None:
     manifest = edgeauto.run(
-        check=False, device="host", latency_ms=0.05, dataset="digits", space="fbnet-micro",
+        device="host", latency_ms=0.05, dataset="digits", space="fbnet-micro",
         trials=4, epochs=3, out="runs/quickstart",
+        check=False,  # return the manifest even when over budget (else edgeauto.OverBudget)
     )  # fmt: skip
+    print(f"within budget: {manifest.within_budget}")
     print(f"accuracy {manifest.accuracy:.3f}")
     print(f"predicted {manifest.predicted_ms:.4f} ms, measured {manifest.measured_ms:.4f} ms")
     print(f"tflite: {manifest.artifact('tflite')}")

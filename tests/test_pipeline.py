@@ -246,7 +246,7 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
     searched_ms = m["search"]["predicted_ms"]
     assert searched_ms <= budget * HEADROOM
     steps = [st.cost for st in plan.steps]
-    trace = f"steps {steps}, calibrations {plan.calibrations}"
+    trace = f"steps {steps}, misses {plan.misses}"
     # pruning's costs are the prediction rescaled to the unpruned model measured whole
     assert plan.scale > 0 and steps[0] == pytest.approx(searched_ms * plan.scale)
     assert steps[-1] == pytest.approx(m.predicted_ms * plan.scale)  # the final state
@@ -261,7 +261,7 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
     assert plan.ops, f"searched arch measured {steps[0]} > {aim}, nothing pruned"
     if min(steps) > aim:
         return  # pruning ran out of channels first (an e3 block keeps its expand conv)
-    if not plan.calibrations:
+    if not plan.misses:
         # pruning stops at the first step within the aim and the whole model measured so
         assert steps[-1] <= aim, trace
         assert m["accuracy"]["val"] > 0.15, trace  # above chance (0.10) after heavy pruning
@@ -269,7 +269,7 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
         # the whole model measured outside the accepted band, so pruning went on towards a
         # lower target (or restarted towards a higher one); the trace says how it got there
         low, high = ACCEPT[0] * budget, ACCEPT[1] * budget
-        assert all(t > 0 and not low <= ms <= high for t, ms in plan.calibrations), trace
+        assert all(t > 0 and not low <= ms <= high for t, ms in plan.misses), trace
 
 
 def test_compress_from_a_run_directory(first, tables: Path, tmp_path: Path) -> None:

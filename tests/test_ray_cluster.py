@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,14 +21,27 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def head() -> Iterator[int]:
-    """A head node with 2 CPUs on a free port; stopped through its own process group."""
+def token() -> str:
+    """The cluster's auth token, made here: a new machine has no ``~/.ray/auth_token``, and
+    the head and its clients must share one (Ray's token mode, ``RAY_AUTH_TOKEN``)."""
+    return secrets.token_hex(16)
+
+
+def _token_env(token: str) -> dict[str, str]:
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+
+
+@pytest.fixture(scope="module")
+def head(token: str) -> Iterator[int]:
+    """A head node with 2 CPUs on a free port, started with its token where it is started;
+    stopped through its own process group."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2", "--block",
            "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=_token_env(token))  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -53,13 +67,15 @@ def head() -> Iterator[int]:
             current.unlink()
 
 
-def test_search_joins_a_running_cluster(head: int, micro_tables: Path, tmp_path: Path) -> None:
+def test_search_joins_a_running_cluster(
+    head: int, token: str, micro_tables: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "joined"
     args = [str(BIN / "edgeauto"), "search", "--space", MICRO, "--dataset", "digits",
             "--latency-ms", "1", "--trials", "3", "--search-epochs", "2",
             "--tables", str(micro_tables), "--out", str(out), "--ray-address", f"127.0.0.1:{head}"]  # fmt: skip
-    # Ray sends its token to an explicit address only in token mode; `ray start` wants one
-    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    # the head's token, given as the head got it: nothing read from this machine's $HOME
+    env = _token_env(token)
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )

@@ -84,8 +84,9 @@ class PruningPlan:
     unit: str = "ms"
     ops: list[PruneOp] = field(default_factory=list)
     steps: list[PruneStep] = field(default_factory=list)
-    # (target, measured) whenever a measurement of the whole model sent pruning on
-    calibrations: list[tuple[float, float]] = field(default_factory=list)
+    # (target, measured) whenever a whole-model measurement missed the landing band and sent
+    # pruning on (:func:`edgeauto.compress.landing.prune_measured`)
+    misses: list[tuple[float, float]] = field(default_factory=list)
     status: str = "met"
     message: str = ""
     # the cost of every step was multiplied by this (whole model measured / predicted, before
@@ -98,7 +99,7 @@ class PruningPlan:
             "unit": self.unit, "status": self.status, "message": self.message,
             "ops": [op.to_json() for op in self.ops],
             "steps": [vars(s) for s in self.steps],
-            "calibrations": [{"target": t, "measured": m} for t, m in self.calibrations],
+            "misses": [{"target": t, "measured": m} for t, m in self.misses],
             "scale": self.scale,
         }  # fmt: skip
 
@@ -109,7 +110,7 @@ class PruningPlan:
                 data["criterion"], float(data["budget"]), data.get("allocation", "uniform"),
                 data.get("unit", "ms"), [PruneOp.from_json(o) for o in data["ops"]],
                 [PruneStep(**s) for s in data.get("steps", [])],
-                [(float(c["target"]), float(c["measured"])) for c in data.get("calibrations", [])],
+                [(float(c["target"]), float(c["measured"])) for c in data.get("misses", [])],
                 data.get("status", "met"), data.get("message", ""), float(data.get("scale", 1.0)),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

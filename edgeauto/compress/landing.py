@@ -49,7 +49,7 @@ def prune_measured(
     The cost is first multiplied by the unpruned model's measured / predicted ratio
     (``plan.scale``), so pruning aims at the real latency from the start, whatever the
     table's calibration; each attempt aims at the budget's landing point, corrected by the
-    misses before it (``plan.calibrations``). Returns the kept model (``model`` itself or a
+    misses before it (``plan.misses``). Returns the kept model (``model`` itself or a
     copy of another measured state) and its plan. Without ``measure`` (a device that cannot
     be reached) this is one :meth:`Pruner.prune` to the predicted budget.
     """
@@ -74,20 +74,29 @@ def prune_measured(
         tried.append((measured, copy.deepcopy(model), plan.to_json()))
         if bands.accepts(measured):
             break
-        plan.calibrations.append((target, measured))
+        plan.misses.append((target, measured))
         target *= aim / measured  # lower after an overshoot, higher after an undershoot
         if measured < bands.accept[0] * budget:  # too deep: start again from the unpruned model
             model = copy.deepcopy(original)
             plan = dataclasses.replace(plan, ops=[], steps=[], status="met", message="")
+    model, plan = _settle(tried, model, plan, budget)
+    plan.budget = budget
+    return model, plan
+
+
+def _settle(
+    tried: list[tuple[float, nn.Module, dict]], model: nn.Module, plan: PruningPlan, budget: float
+) -> tuple[nn.Module, PruningPlan]:
+    """The state pruning ends in, with a plan that says what was met (the measured budget,
+    not a target) and the whole trace of misses, whichever state is kept."""
     if tried:
-        calibrations = plan.calibrations  # the whole trace, whichever state is kept
+        misses = plan.misses
         measured, model, plan = _keep(tried, budget)
-        plan.calibrations = calibrations
-        if measured <= budget:  # say what was met: the measured budget, not a target
+        plan.misses = misses
+        if measured <= budget:
             plan.status, plan.message = "met", f"measured {measured:.4g} {plan.unit} <= {budget:g}"
     elif plan.status == "already":
         plan.message = f"{plan.steps[0].cost:.4g} {plan.unit} already meets {budget:g}"
-    plan.budget = budget
     return model, plan
 
 

@@ -23,7 +23,7 @@ from edgeauto.report.pareto import breakdown, pareto_points, points_json
 from edgeauto.rundir import EPOCH_SUFFIX
 from edgeauto.search import STRATEGIES, SearchProblem
 from edgeauto.search.executors import InProcessExecutor
-from edgeauto.search.objective import preload
+from edgeauto.search.objective import TrainObjective, preload
 from edgeauto.search.study import TrialJournal
 from edgeauto.spaces.base import Arch
 from edgeauto.train import EpochCheckpoint, TrainConfig, accuracy, fit
@@ -47,17 +47,7 @@ def search_stage(
     cfg = ctx.cfg
     preload(cfg.dataset, cfg.seed, ctx.data)  # the objective finds the loaded data here
     objective = study_objective(cfg)
-
-    def evaluate(arch: Arch) -> float:
-        return objective(arch, cfg.seed)["accuracy"]
-
-    budget_ = ctx.budget
-    problem = SearchProblem(
-        ctx.space, aim or ctx.latency, budget or budget_.search_ms, evaluate,
-        trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
-        data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
-        floor_ms=budget_.floor_ms if aim is None else 0.0,
-    )  # fmt: skip
+    problem = _search_problem(ctx, objective, aim, budget)
     if cfg.inherit_weights and not hasattr(STRATEGIES.get(cfg.strategy), "weights_for"):
         raise ConfigError(
             f"--inherit-weights needs a strategy that trains a supernet (dnas), not "
@@ -76,6 +66,24 @@ def search_stage(
          **_search_extras(ctx, strategy, best.arch)},
     )  # fmt: skip
     return best.arch
+
+
+def _search_problem(
+    ctx: Context, objective: TrainObjective, aim: LatencyModel | None, budget: float | None
+) -> SearchProblem:
+    """The run's search: its space, latency model and budget (``aim``/``budget`` when the
+    device is costed otherwise), the proxy training as the evaluator, the other limits."""
+    cfg, bands = ctx.cfg, ctx.budget
+
+    def evaluate(arch: Arch) -> float:
+        return objective(arch, cfg.seed)["accuracy"]
+
+    return SearchProblem(
+        ctx.space, aim or ctx.latency, budget or bands.search_ms, evaluate,
+        trials=cfg.trials, seed=cfg.seed, device=ctx.profile.name, profile=ctx.profile,
+        data=ctx.data, limits=cfg.limits if cfg.limits.any else None,
+        floor_ms=bands.floor_ms if aim is None else 0.0,
+    )  # fmt: skip
 
 
 def _search_extras(ctx: Context, strategy: Any, arch: Arch) -> dict[str, Any]:
