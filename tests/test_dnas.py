@@ -17,12 +17,13 @@ import torch
 from helpers import DIGITS_SHAPE, MICRO
 
 import edgeauto
+from edgeauto.counting import count_params
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.latency.table import LatencyTable
 from edgeauto.search import SearchProblem
 from edgeauto.search.dnas import DNAS, DNASConfig, SupernetSearch
-from edgeauto.search.supernet import BiPath, MixedLayer, PrunedLayer, parameter_count
+from edgeauto.search.supernet import BiPath, MixedLayer, PrunedLayer
 from edgeauto.spaces import Arch, get_space
 from edgeauto.testing.conformance import MacsLatency
 
@@ -104,7 +105,7 @@ def test_block_and_layer_pruning_remove_modules(digits: Dataset) -> None:
         assert not mixed or op not in mixed[0].ops
     assert pruned.curve[-1].params < pruned.curve[0].params
     assert kept.curve[-1].params == kept.curve[0].params
-    assert parameter_count(net) == pruned.curve[-1].params
+    assert count_params(net) == pruned.curve[-1].params
     assert pruned.curve[-1].memory_mb < kept.curve[-1].memory_mb
 
 
@@ -203,9 +204,9 @@ def test_mixed_layer_removes_candidates() -> None:
     from torch import nn
 
     layer = MixedLayer(0, 1, {"a": nn.Conv2d(4, 4, 1), "skip": nn.Identity()})
-    before = parameter_count(layer)
+    before = count_params(layer)
     layer.remove({"a"})
-    assert layer.names == ["skip"] and parameter_count(layer) < before
+    assert layer.names == ["skip"] and count_params(layer) < before
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from edgeauto.cli.common import fail, out
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 analyze_app = typer.Typer(
     help="Analyses: zero-cost indicators vs accuracy; sparse double descent on your data."
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 @analyze_app.command("zero-cost")
@@ -55,8 +53,7 @@ def zero_cost(
         cfg = TrainConfig(epochs=1, max_batches=batches)
         result = analyze_zero_cost(sp, data, archs, seed, cfg)
     except EdgeAutoError as exc:
-        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        fail(exc)
     table = Table("indicator", "spearman vs accuracy", title=f"{archs} archs of {sp.name}")
     for name, rho in result["spearman"].items():
         table.add_row(name, f"{rho:+.3f}")
@@ -136,8 +133,7 @@ def sparsity_sweep_command(
 
         points = sparsity_sweep(build, data, grid, method, cfg, row)
     except EdgeAutoError as exc:
-        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        fail(exc)
     out.print(table)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from typer.core import TyperGroup
 
 from edgeauto.errors import ConfigError, EdgeAutoError
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 #: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print their traceback.
 DEBUG_ENV = "EDGEAUTO_DEBUG"

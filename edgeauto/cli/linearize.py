@@ -8,12 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from edgeauto.cli.common import fail, out
 from edgeauto.errors import EdgeAutoError
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 
 def linearize_command(
@@ -38,8 +35,7 @@ def linearize_command(
     try:
         r = run_linearize(job)
     except EdgeAutoError as exc:
-        err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-        raise typer.Exit(exc.exit_code) from None
+        fail(exc)
     out.print(f"ReLUs {r['relus_before']} -> {r['relus_after']} (budget {r['budget']})")
     out.print(f"accuracy {r['trained_accuracy']:.4f} trained -> {r['accuracy']:.4f} linearized")
     out.print(f"cost on {r['device']}: {r['cost']:.1f} ReLU-equivalents ({r['macs']} MACs)")

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from edgeauto.cli.common import fail, out, parse_shape
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 lut_app = typer.Typer(help="Import published latency tables.", no_args_is_help=True)
-out = Console(soft_wrap=True)
 
 
 @lut_app.command("import")
@@ -41,7 +40,6 @@ def import_table_cmd(
     ] = True,
 ) -> None:
     """Convert a published per-layer table into DEVICE's latency table for SPACE."""
-    from edgeauto.cli.common import fail, parse_shape
     from edgeauto.devices.profile import load_profile
     from edgeauto.latency.importers import FORMATS, ImportTarget, import_table
     from edgeauto.latency.store import table_path

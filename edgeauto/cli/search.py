@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from edgeauto.cli.common import fail, out, parse_latency
 from edgeauto.errors import EdgeAutoError
-
-out = Console(soft_wrap=True)
 
 
 def search_command(
@@ -61,7 +59,6 @@ def search_command(
     ] = 30.0,
 ) -> None:
     """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
-    from edgeauto.cli.common import fail, parse_latency
     from edgeauto.jobs.search import new_job, resume_job, run_search
     from edgeauto.progress import RichReporter
 

@@ -11,6 +11,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from edgeauto.counting import count_params
 from edgeauto.errors import ConfigError
 
 
@@ -175,7 +176,7 @@ def depth_candidates(model: nn.Module, input_shape: tuple[int, ...]) -> list[Dep
         allowed = set(model.removable_blocks())
         shapes = {n: same for n, same in shapes.items() if n in allowed}
     found = {
-        name: DepthCandidate(name, sum(p.numel() for p in model.get_submodule(name).parameters()))
+        name: DepthCandidate(name, count_params(model.get_submodule(name)))
         for name, same in shapes.items()
         if same and any(isinstance(m, nn.Conv2d) for m in model.get_submodule(name).modules())
     }

@@ -44,10 +44,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from edgeauto.counting import count_params
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.search.base import STRATEGIES, SearchProblem, Strategy
-from edgeauto.search.supernet import SuperNet, SupernetLatency, parameter_count
+from edgeauto.search.supernet import SuperNet, SupernetLatency
 from edgeauto.spaces.base import Arch, Choice
 from edgeauto.spaces.layerwise import LayerwiseSpace
 from edgeauto.train import accuracy
@@ -355,7 +356,7 @@ class SupernetSearch:
                 self._arch_step(xa[a_idx], ya[a_idx])
                 self.tau *= decay
             times.append(time.perf_counter() - start)
-            memory = max(memory, saved.total + 16 * parameter_count(self.net))
+            memory = max(memory, saved.total + 16 * count_params(self.net))
         self._record(epoch, phase, 1000 * sum(times) / len(times), memory / 1e6)
 
     def _update_scale(self) -> None:
@@ -404,7 +405,7 @@ class SupernetSearch:
         self.curve.append(
             CurvePoint(
                 epoch, phase, self.derived_accuracy(), self.expected_ms(),
-                self.problem.predict(arch), parameter_count(self.net), step_ms, memory_mb,
+                self.problem.predict(arch), count_params(self.net), step_ms, memory_mb,
                 self.strength, self.target, self.floor, self.tau, len(c.removed_blocks),
                 len(c.removed_layers), c.bipath_moves,
             )

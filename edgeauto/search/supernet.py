@@ -392,11 +392,6 @@ def _copy_leading(dst: torch.Tensor, src: torch.Tensor) -> None:
     dst.copy_(src[tuple(slice(0, d) for d in dst.shape)])
 
 
-def parameter_count(module: nn.Module) -> int:
-    """Number of scalar parameters (the supernet shrinks as pruning deletes modules)."""
-    return sum(p.numel() for p in module.parameters())
-
-
 class SupernetLatency:
     """Expected latency (ms) of a :class:`SuperNet`'s current weights, from the block table.
 
