@@ -25,8 +25,10 @@ install-nni: install
 run: install
 	$(VENV)/bin/edgeauto run --device host --latency-ms $(BUDGET) --dataset $(DATASET) --out runs/default
 
+# Two workers (pytest-xdist), one per core; a file's tests stay on one worker (their fixtures
+# are built once). Timing tests drop disturbed rounds, so the other worker does not move them.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check edgeauto tests benchmarks examples

@@ -7,10 +7,12 @@ never to the repository's ``hw_latency/``. Tests that add keys to a table copy i
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import DIGITS_CLASSES, DIGITS_SHAPE, MICRO, largest_arch, micro_table_path
 from typer.testing import CliRunner
 
@@ -23,6 +25,13 @@ from edgeauto.progress import NullReporter
 from edgeauto.spaces import Arch, SearchSpace, get_space
 from edgeauto.spaces.layerwise import LayerwiseSpace
 from edgeauto.train import TrainConfig, fit
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers on a 2-core machine) each worker
+    trains with one torch thread, so that the two do not fight over both cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

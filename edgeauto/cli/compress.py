@@ -11,60 +11,79 @@ from edgeauto.cli.render import over_budget, summary
 from edgeauto.errors import EdgeAutoError, OverBudget
 from edgeauto.manifest import Manifest
 
+_Model = Annotated[
+    str | None, typer.Option(help="Your model: module:function or file.py:function.")
+]
+_FromRun = Annotated[
+    str | None, typer.Option("--from", help="Or the --out directory of an edgeauto run.")
+]
+_Weights = Annotated[
+    str | None, typer.Option(help="state_dict file (torch.save) for --model or --from.")
+]
+_Device = Annotated[str, typer.Option(help="Device profile name or YAML path.")]
+_LatencyMs = Annotated[str, typer.Option("--latency-ms", help="Budget in ms (batch 1).")]
+_Dataset = Annotated[
+    str, typer.Option(help="Data for fine-tuning and criteria (--from: the run's).")
+]
+_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
+_Criterion = Annotated[
+    str, typer.Option(help="l1, l2, taylor, taylor2, hessian, ispasp or random.")
+]
+_Allocation = Annotated[str, typer.Option(help="netadapt or uniform.")]
+_Method = Annotated[
+    str | None,
+    typer.Option(
+        help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static, "
+        "ctre, colt, gibbs, gibbs-filter, hessian, activation."
+    ),
+]
+_Sparsity = Annotated[float, typer.Option(help="Fraction of weights at zero (with --method).")]
+_Int8 = Annotated[
+    bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
+]
+_ScratchBaseline = Annotated[
+    bool, typer.Option(help="Also train the pruned architecture from scratch.")
+]
+_Epochs = Annotated[int, typer.Option(help="Training epochs when no --weights.")]
+_FinetuneEpochs = Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")]
+_Seed = Annotated[int, typer.Option(help="Seed.")]
+_Tolerance = Annotated[float, typer.Option(help="Allowed measured overshoot.")]
+_MaxParams = Annotated[
+    int | None, typer.Option(help="Also cap the parameter count (checked on the result).")
+]
+_MaxSizeKb = Annotated[
+    float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
+]
+_MaxActivationKb = Annotated[
+    float | None, typer.Option(help="Also cap peak activation memory (kB, measured).")
+]
+_Tables = Annotated[str | None, typer.Option(help="Latency tables folder.")]
+_Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
+
 
 def compress(
-    model: Annotated[
-        str | None, typer.Option(help="Your model: module:function or file.py:function.")
-    ] = None,
-    from_run: Annotated[
-        str | None, typer.Option("--from", help="Or the --out directory of an edgeauto run.")
-    ] = None,
-    weights: Annotated[
-        str | None, typer.Option(help="state_dict file (torch.save) for --model or --from.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="Device profile name or YAML path.")] = "host",
-    latency_ms: Annotated[
-        str, typer.Option("--latency-ms", help="Budget in ms (batch 1).")
-    ] = "0.5",
-    dataset: Annotated[
-        str, typer.Option(help="Data for fine-tuning and criteria (--from: the run's).")
-    ] = "mnist5k",
-    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/compress",
-    criterion: Annotated[
-        str, typer.Option(help="l1, l2, taylor, taylor2, hessian, ispasp or random.")
-    ] = "l1",
-    allocation: Annotated[str, typer.Option(help="netadapt or uniform.")] = "netadapt",
-    method: Annotated[
-        str | None,
-        typer.Option(
-            help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static, "
-            "ctre, colt, gibbs, gibbs-filter, hessian, activation."
-        ),
-    ] = None,
-    sparsity: Annotated[
-        float, typer.Option(help="Fraction of weights at zero (with --method).")
-    ] = 0.9,
-    int8: Annotated[
-        bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
-    ] = True,
-    scratch_baseline: Annotated[
-        bool, typer.Option(help="Also train the pruned architecture from scratch.")
-    ] = False,
-    epochs: Annotated[int, typer.Option(help="Training epochs when no --weights.")] = 5,
-    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    tolerance: Annotated[float, typer.Option(help="Allowed measured overshoot.")] = 0.10,
-    max_params: Annotated[
-        int | None, typer.Option(help="Also cap the parameter count (checked on the result).")
-    ] = None,
-    max_size_kb: Annotated[
-        float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
-    ] = None,
-    max_activation_kb: Annotated[
-        float | None, typer.Option(help="Also cap peak activation memory (kB, measured).")
-    ] = None,
-    tables: Annotated[str | None, typer.Option(help="Latency tables folder.")] = None,
-    resume: Annotated[bool, typer.Option(help="Reuse finished stages of --out.")] = False,
+    model: _Model = None,
+    from_run: _FromRun = None,
+    weights: _Weights = None,
+    device: _Device = "host",
+    latency_ms: _LatencyMs = "0.5",
+    dataset: _Dataset = "mnist5k",
+    out_dir: _OutDir = "runs/compress",
+    criterion: _Criterion = "l1",
+    allocation: _Allocation = "netadapt",
+    method: _Method = None,
+    sparsity: _Sparsity = 0.9,
+    int8: _Int8 = True,
+    scratch_baseline: _ScratchBaseline = False,
+    epochs: _Epochs = 5,
+    finetune_epochs: _FinetuneEpochs = 2,
+    seed: _Seed = 0,
+    tolerance: _Tolerance = 0.10,
+    max_params: _MaxParams = None,
+    max_size_kb: _MaxSizeKb = None,
+    max_activation_kb: _MaxActivationKb = None,
+    tables: _Tables = None,
+    resume: _Resume = False,
 ) -> None:
     """Prune an existing model to a latency budget on DEVICE, then export and verify it."""
     from edgeauto.config import RunConfig

@@ -14,85 +14,105 @@ if TYPE_CHECKING:
     from edgeauto.config import RunConfig
 
 
+_Device = Annotated[
+    list[str] | None,
+    typer.Option(help="Device profile name or YAML path; repeat for one model per device."),
+]
+_LatencyMs = Annotated[
+    list[str] | None,
+    typer.Option("--latency-ms", help="Budget in ms (batch 1); one, or one per --device."),
+]
+_Dataset = Annotated[str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")]
+_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
+_Seed = Annotated[int, typer.Option(help="Seed for split, search and training.")]
+_Epochs = Annotated[int, typer.Option(help="Epochs of final training.")]
+_Space = Annotated[str, typer.Option(help="Search space name.")]
+_Strategy = Annotated[
+    str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")
+]
+_Mode = Annotated[
+    str,
+    typer.Option(
+        help="search-then-compress (search above the budget, prune onto it) "
+        "or joint (widths searched at the budget)."
+    ),
+]
+_Calibration = Annotated[
+    str,
+    typer.Option(
+        help="fresh (time whole networks near the budget now, on a local device) or "
+        "history (earlier runs' verified artifacts)."
+    ),
+]
+_Criterion = Annotated[
+    str,
+    typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+]
+_Allocation = Annotated[
+    str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
+]
+_MaxParams = Annotated[int | None, typer.Option(help="Also cap the parameter count (BN folded).")]
+_MaxSizeKb = Annotated[
+    float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
+]
+_MaxActivationKb = Annotated[
+    float | None,
+    typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
+]
+_Int8 = Annotated[
+    bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
+]
+_ScratchBaseline = Annotated[
+    bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
+]
+_Trials = Annotated[int, typer.Option(help="Architectures trained during search.")]
+_WarmStart = Annotated[
+    bool, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
+]
+_Beam = Annotated[int, typer.Option(help="smbo: archs trained per step (0: auto).")]
+_Tolerance = Annotated[float, typer.Option(help="Allowed overshoot of the measured latency.")]
+_Tables = Annotated[str | None, typer.Option(help="Latency tables folder (default hw_latency/).")]
+_Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
+_InheritWeights = Annotated[
+    bool, typer.Option(help="dnas: train from the supernet's weights, not from scratch.")
+]
+_OneModel = Annotated[
+    bool,
+    typer.Option(help="With several --device: one model meeting every device's budget."),
+]
+_ReluBudget = Annotated[
+    int | None,
+    typer.Option(help="Private inference (--device pi-relu): ReLUs per inference, at most."),
+]
+
+
 def run(
-    device: Annotated[
-        list[str] | None,
-        typer.Option(help="Device profile name or YAML path; repeat for one model per device."),
-    ] = None,
-    latency_ms: Annotated[
-        list[str] | None,
-        typer.Option("--latency-ms", help="Budget in ms (batch 1); one, or one per --device."),
-    ] = None,
-    dataset: Annotated[
-        str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")
-    ] = "mnist5k",
-    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/default",
-    seed: Annotated[int, typer.Option(help="Seed for split, search and training.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Epochs of final training.")] = 5,
-    space: Annotated[str, typer.Option(help="Search space name.")] = "fbnet-lite",
-    strategy: Annotated[
-        str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")
-    ] = "random",
-    mode: Annotated[
-        str,
-        typer.Option(
-            help="search-then-compress (search above the budget, prune onto it) "
-            "or joint (widths searched at the budget)."
-        ),
-    ] = "search-then-compress",
-    calibration: Annotated[
-        str,
-        typer.Option(
-            help="fresh (time whole networks near the budget now, on a local device) or "
-            "history (earlier runs' verified artifacts)."
-        ),
-    ] = "fresh",
-    criterion: Annotated[
-        str,
-        typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
-    ] = "l1",
-    allocation: Annotated[
-        str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
-    ] = "netadapt",
-    max_params: Annotated[
-        int | None, typer.Option(help="Also cap the parameter count (BN folded).")
-    ] = None,
-    max_size_kb: Annotated[
-        float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
-    ] = None,
-    max_activation_kb: Annotated[
-        float | None,
-        typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
-    ] = None,
-    int8: Annotated[
-        bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
-    ] = True,
-    scratch_baseline: Annotated[
-        bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
-    ] = False,
-    trials: Annotated[int, typer.Option(help="Architectures trained during search.")] = 6,
-    warm_start: Annotated[
-        bool, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
-    ] = False,
-    beam: Annotated[int, typer.Option(help="smbo: archs trained per step (0: auto).")] = 0,
-    tolerance: Annotated[
-        float, typer.Option(help="Allowed overshoot of the measured latency.")
-    ] = 0.10,
-    tables: Annotated[
-        str | None, typer.Option(help="Latency tables folder (default hw_latency/).")
-    ] = None,
-    resume: Annotated[bool, typer.Option(help="Reuse finished stages of --out.")] = False,
-    inherit_weights: Annotated[
-        bool, typer.Option(help="dnas: train from the supernet's weights, not from scratch.")
-    ] = False,
-    one_model: Annotated[
-        bool,
-        typer.Option(help="With several --device: one model meeting every device's budget."),
-    ] = False,
-    relu_budget: Annotated[
-        int | None,
-        typer.Option(help="Private inference (--device pi-relu): ReLUs per inference, at most."),
-    ] = None,
+    device: _Device = None,
+    latency_ms: _LatencyMs = None,
+    dataset: _Dataset = "mnist5k",
+    out_dir: _OutDir = "runs/default",
+    seed: _Seed = 0,
+    epochs: _Epochs = 5,
+    space: _Space = "fbnet-lite",
+    strategy: _Strategy = "random",
+    mode: _Mode = "search-then-compress",
+    calibration: _Calibration = "fresh",
+    criterion: _Criterion = "l1",
+    allocation: _Allocation = "netadapt",
+    max_params: _MaxParams = None,
+    max_size_kb: _MaxSizeKb = None,
+    max_activation_kb: _MaxActivationKb = None,
+    int8: _Int8 = True,
+    scratch_baseline: _ScratchBaseline = False,
+    trials: _Trials = 6,
+    warm_start: _WarmStart = False,
+    beam: _Beam = 0,
+    tolerance: _Tolerance = 0.10,
+    tables: _Tables = None,
+    resume: _Resume = False,
+    inherit_weights: _InheritWeights = False,
+    one_model: _OneModel = False,
+    relu_budget: _ReluBudget = None,
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig

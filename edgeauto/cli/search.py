@@ -15,48 +15,67 @@ from rich.table import Table
 from edgeauto.cli.common import fail, out, parse_latency
 from edgeauto.errors import EdgeAutoError
 
+_Device = Annotated[str | None, typer.Option(help="Device profile name or YAML path.")]
+_LatencyMs = Annotated[
+    str | None, typer.Option("--latency-ms", help="Latency budget in ms (batch 1).")
+]
+_Dataset = Annotated[str | None, typer.Option(help="mnist5k, digits, npz:, folder:.")]
+_Space = Annotated[str | None, typer.Option(help="Search space name.")]
+_Strategy = Annotated[
+    str | None, typer.Option(help="smbo (default), random, evolution, noisy, dnas.")
+]
+_Trials = Annotated[int | None, typer.Option(help="Architectures to train (default 20).")]
+_Seed = Annotated[int | None, typer.Option(help="Seed of the strategy and of training.")]
+_SearchEpochs = Annotated[int | None, typer.Option(help="Proxy-training epochs.")]
+_SearchBatches = Annotated[int | None, typer.Option(help="Batches per epoch (cap).")]
+_WarmStart = Annotated[
+    bool | None, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
+]
+_Beam = Annotated[int | None, typer.Option(help="smbo: archs trained per step (0: auto).")]
+_Tables = Annotated[str | None, typer.Option(help="Latency tables folder.")]
+_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
+_Resume = Annotated[
+    str | None, typer.Option(help="Continue the search run in RUN_DIR (after a crash).")
+]
+_Executor = Annotated[
+    str | None, typer.Option(help="inprocess or ray (implied by --workers/--ray-address).")
+]
+_Workers = Annotated[
+    int | None, typer.Option(help="Trials in flight on Ray (local cluster: its CPUs).")
+]
+_RayAddress = Annotated[
+    str | None, typer.Option(help="Join a Ray cluster: auto or HOST:PORT (the head's).")
+]
+_CpusPerTrial = Annotated[int, typer.Option(help="CPUs (torch threads) per trial.")]
+_TrialTimeout = Annotated[
+    float | None, typer.Option(help="Ray: fail a trial after this many seconds.")
+]
+_ConnectTimeout = Annotated[
+    float, typer.Option(help="Ray: seconds to wait for the cluster to answer.")
+]
+
 
 def search_command(
-    device: Annotated[str | None, typer.Option(help="Device profile name or YAML path.")] = None,
-    latency_ms: Annotated[
-        str | None, typer.Option("--latency-ms", help="Latency budget in ms (batch 1).")
-    ] = None,
-    dataset: Annotated[str | None, typer.Option(help="mnist5k, digits, npz:, folder:.")] = None,
-    space: Annotated[str | None, typer.Option(help="Search space name.")] = None,
-    strategy: Annotated[
-        str | None, typer.Option(help="smbo (default), random, evolution, noisy, dnas.")
-    ] = None,
-    trials: Annotated[int | None, typer.Option(help="Architectures to train (default 20).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the strategy and of training.")] = None,
-    search_epochs: Annotated[int | None, typer.Option(help="Proxy-training epochs.")] = None,
-    search_batches: Annotated[int | None, typer.Option(help="Batches per epoch (cap).")] = None,
-    warm_start: Annotated[
-        bool | None, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
-    ] = None,
-    beam: Annotated[
-        int | None, typer.Option(help="smbo: archs trained per step (0: auto).")
-    ] = None,
-    tables: Annotated[str | None, typer.Option(help="Latency tables folder.")] = None,
-    out_dir: Annotated[str, typer.Option("--out", help="Run directory.")] = "runs/search",
-    resume: Annotated[
-        str | None, typer.Option(help="Continue the search run in RUN_DIR (after a crash).")
-    ] = None,
-    executor: Annotated[
-        str | None, typer.Option(help="inprocess or ray (implied by --workers/--ray-address).")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Trials in flight on Ray (local cluster: its CPUs).")
-    ] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Join a Ray cluster: auto or HOST:PORT (the head's).")
-    ] = None,
-    cpus_per_trial: Annotated[int, typer.Option(help="CPUs (torch threads) per trial.")] = 1,
-    trial_timeout: Annotated[
-        float | None, typer.Option(help="Ray: fail a trial after this many seconds.")
-    ] = None,
-    connect_timeout: Annotated[
-        float, typer.Option(help="Ray: seconds to wait for the cluster to answer.")
-    ] = 30.0,
+    device: _Device = None,
+    latency_ms: _LatencyMs = None,
+    dataset: _Dataset = None,
+    space: _Space = None,
+    strategy: _Strategy = None,
+    trials: _Trials = None,
+    seed: _Seed = None,
+    search_epochs: _SearchEpochs = None,
+    search_batches: _SearchBatches = None,
+    warm_start: _WarmStart = None,
+    beam: _Beam = None,
+    tables: _Tables = None,
+    out_dir: _OutDir = "runs/search",
+    resume: _Resume = None,
+    executor: _Executor = None,
+    workers: _Workers = None,
+    ray_address: _RayAddress = None,
+    cpus_per_trial: _CpusPerTrial = 1,
+    trial_timeout: _TrialTimeout = None,
+    connect_timeout: _ConnectTimeout = 30.0,
 ) -> None:
     """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
     from edgeauto.jobs.search import new_job, resume_job, run_search
