@@ -22,7 +22,19 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         total += m.weight[0].numel() * out[0].numel()
 
     kinds = (nn.Conv2d, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    probe(
+        model,
+        input_shape,
+        [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)],
+    )
+    return total
+
+
+def probe(
+    model: nn.Module, input_shape: tuple[int, ...], handles: list[torch.utils.hooks.RemovableHandle]
+) -> None:
+    """One batch-1 forward of zeros with the hooks in ``handles`` on, then remove them;
+    the model's training mode is restored."""
     was_training = model.training
     try:
         with torch.no_grad():
@@ -31,4 +43,3 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         model.train(was_training)
         for h in handles:
             h.remove()
-    return total

@@ -11,7 +11,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from edgeauto.counting import count_params
+from edgeauto.counting import count_params, probe
 from edgeauto.errors import ConfigError
 
 
@@ -109,14 +109,7 @@ def forward_with_hook(
     model: nn.Module, input_shape: tuple[int, ...], hook: Callable[[nn.Module, tuple, Any], None]
 ) -> None:
     """One batch-1 forward pass of zeros in inference mode with ``hook`` on every module."""
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.no_grad():
-            model.train(False)
-            model(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
+    probe(model, input_shape, [m.register_forward_hook(hook) for m in model.modules()])
 
 
 def classifier_layers(model: nn.Module) -> list[nn.Module]:

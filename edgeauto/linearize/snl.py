@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from edgeauto.counting import count_macs
+from edgeauto.counting import count_macs, probe
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -93,7 +93,7 @@ def relu_sites(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tupl
     handles = [
         m.register_forward_hook(hook(n)) for n, m in model.named_modules() if isinstance(m, kinds)
     ]
-    _probe(model, input_shape, handles)
+    probe(model, input_shape, handles)
     if reused := [n for n, c in calls.items() if c > 1]:
         raise ConfigError(
             f"ReLU module {reused[0]!r} is called {calls[reused[0]]} times per forward; give "
@@ -269,18 +269,3 @@ def drop_relu_layers(
 def relu_cost(model: nn.Module, input_shape: tuple[int, ...], flop_weight: float) -> float:
     """A ``relu-count`` device's cost: ReLUs + ``flop_weight`` x MACs."""
     return count_relus(model, input_shape) + flop_weight * count_macs(model, input_shape)
-
-
-def _probe(
-    model: nn.Module, input_shape: tuple[int, ...], handles: list[torch.utils.hooks.RemovableHandle]
-) -> None:
-    """One batch-1 forward of zeros with the hooks in ``handles`` on, then remove them;
-    the model's training mode is restored."""
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.train(False)(torch.zeros(1, *input_shape))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
