@@ -1,4 +1,4 @@
-"""Progress reporting decoupled from Rich: the pipeline talks to a :class:`Reporter`."""
+"""Progress reporting decoupled from Rich: every job talks to a :class:`Reporter`."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
-from edgeauto.jobs import context as pipeline_context
-from edgeauto.jobs import measure as pipeline_measure
+from edgeauto.jobs import context as job_context
+from edgeauto.jobs import measure as job_measure
 from edgeauto.latency.builder import TimingSettings, make_timer, validate_table
 from edgeauto.latency.calibration.history import (
     MIN_ENTRIES,
@@ -330,15 +330,15 @@ def test_remote_device_times_what_it_can(
 ) -> None:
     """On a phone only the profile's runtime is required: the .onnx is skipped, and said so;
     the CPU is what the runner reported; nothing is timed in PyTorch here."""
-    monkeypatch.setattr(pipeline_measure, "get_runner", lambda profile: _StubPhone(profile))
+    monkeypatch.setattr(job_measure, "get_runner", lambda profile: _StubPhone(profile))
     profile = load_profile("pixel-7")
     cfg = RunConfig(device="pixel-7", measure_runs=30, out=str(tmp_path / "out"))
-    ctx = pipeline_context.Context(
+    ctx = job_context.Context(
         cfg, RunDir(cfg.out), NullReporter(), profile, digits, None, None, None
     )  # no block table: nothing to calibrate
     artifacts = {"litert": tmp_path / "m.tflite", "onnxruntime": tmp_path / "m.onnx"}
-    stats = pipeline_measure.measure_stage(ctx, torch.nn.Identity(), artifacts)
-    runs, _warmup, _rounds = pipeline_measure.verify_counts(30)  # 30 runs split over rounds
+    stats = job_measure.measure_stage(ctx, torch.nn.Identity(), artifacts)
+    runs, _warmup, _rounds = job_measure.verify_counts(30)  # 30 runs split over rounds
     assert stats == {"litert": LatencyStat(0.098, 0.12, runs)}
     assert _StubPhone.calls == [".tflite", ".onnx"]  # the profile's runtime first
     m = ctx.measurement

@@ -5,7 +5,6 @@ Registered on the main app in :mod:`edgeauto.cli`. Errors are one line, exit cod
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,9 +15,7 @@ from edgeauto.cli.common import fail, out
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from edgeauto.data import Dataset
+    pass
 
 analyze_app = typer.Typer(
     help="Analyses: zero-cost indicators vs accuracy; sparse double descent on your data."
@@ -39,42 +36,19 @@ def zero_cost(
     ] = None,
 ) -> None:
     """Spearman of NTK condition, linear regions, GSNR and their combined rank vs accuracy."""
-    from edgeauto.data import load_dataset
     from edgeauto.fileio import write_json
-    from edgeauto.search.teg import analyze_zero_cost
-    from edgeauto.spaces import get_space
-    from edgeauto.train import TrainConfig
+    from edgeauto.jobs.analyze import zero_cost as zero_cost_job
 
     try:
-        if batches < 1:
-            raise ConfigError(f"batches must be >= 1, got {batches}; fix --batches")
-        data = load_dataset(dataset, seed=seed)
-        sp = get_space(space, data.input_shape, data.num_classes)
-        cfg = TrainConfig(epochs=1, max_batches=batches)
-        result = analyze_zero_cost(sp, data, archs, seed, cfg)
+        result = zero_cost_job(dataset, space, archs, seed, batches)
     except EdgeAutoError as exc:
         fail(exc)
-    table = Table("indicator", "spearman vs accuracy", title=f"{archs} archs of {sp.name}")
+    table = Table("indicator", "spearman vs accuracy", title=f"{archs} archs of {result['space']}")
     for name, rho in result["spearman"].items():
         table.add_row(name, f"{rho:+.3f}")
     out.print(table)
     if json_path:
         write_json(Path(json_path), result)
-
-
-def _sweep_builder(model: str, data: Dataset) -> Callable[[], nn.Module]:
-    """``mlp`` / ``cnn`` (the reference models) or the user's ``module:function``."""
-    from edgeauto.jobs.compress import load_user_model
-    from edgeauto.sparse.models import map_pool, mlp, small_cnn
-
-    if model == "mlp":
-        return lambda: mlp(data.input_shape, data.num_classes)
-    if model == "cnn":
-        return lambda: small_cnn(
-            data.input_shape, data.num_classes, pool=map_pool(data.input_shape)
-        )
-    load_user_model(model, data)  # a bad spec fails now, in one line
-    return lambda: load_user_model(model, data)
 
 
 def _floats(text: str) -> list[float]:
@@ -113,32 +87,22 @@ def sparsity_sweep_command(
     ),
 ) -> None:
     """Accuracy and l2 learning distance across a sparsity grid (sparse double descent)."""
-    from edgeauto.data import load_dataset
-    from edgeauto.fileio import write_json
-    from edgeauto.sparse.base import SPARSE_METHODS, SparseConfig
-    from edgeauto.sparse.sweep import plot_sweep, sparsity_sweep, sweep_json, with_label_noise
+    from edgeauto.jobs.analyze import SweepJob, sparsity_sweep
 
     try:
-        SPARSE_METHODS.get(method)
-        grid, cfg = _floats(sparsities), SparseConfig(epochs=epochs, seed=seed)
-        data = with_label_noise(load_dataset(dataset, seed=seed), label_noise, seed)
-        build = _sweep_builder(model, data)
+        job = SweepJob(model, dataset, tuple(_floats(sparsities)), method, epochs, label_noise,
+                       seed, out_dir)  # fmt: skip
         table = Table("sparsity", "val acc", "train acc", "||w - w0||", "train GFLOPs",
-                      title=f"{method} on {model}, {dataset}, label noise {label_noise:.0%}")  # fmt: skip
+                      title=job.title)  # fmt: skip
 
         def row(p: Any) -> None:
             out.print(f"  {p.sparsity:.1%}: val {p.accuracy:.4f}, distance {p.distance:.2f}")
             table.add_row(f"{p.sparsity:.1%}", f"{p.accuracy:.4f}", f"{p.train_accuracy:.4f}",
                           f"{p.distance:.2f}", f"{p.train_flops / 1e9:.2f}")  # fmt: skip
 
-        points = sparsity_sweep(build, data, grid, method, cfg, row)
+        sparsity_sweep(job, row)
     except EdgeAutoError as exc:
         fail(exc)
     out.print(table)
     root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    settings = {"model": model, "dataset": dataset, "method": method, "epochs": epochs,
-                "label_noise": label_noise, "seed": seed}  # fmt: skip
-    write_json(root / "sweep.json", sweep_json(points, settings))
-    plot_sweep(root / "sweep.png", points, table.title or "")
     out.print(f"wrote {root / 'sweep.json'} and {root / 'sweep.png'}")

@@ -116,7 +116,7 @@ def run(
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig
-    from edgeauto.jobs.run import run as run_pipeline
+    from edgeauto.jobs.run import run as run_job
     from edgeauto.progress import RichReporter
 
     try:
@@ -134,7 +134,7 @@ def run(
             return _run_private(cfg)
         if len(pairs) > 1 and not one_model:
             return _run_per_device(cfg, pairs)
-        manifest = run_pipeline(cfg, RichReporter())
+        manifest = run_job(cfg, RichReporter())
     except OverBudget as exc:
         over_budget(exc)
     except EdgeAutoError as exc:

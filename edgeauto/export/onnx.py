@@ -23,7 +23,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
 
     Uses the TorchScript exporter (``dynamo=False``): for these convolutional models it gives
     the same graph as the dynamo exporter in a fraction of the time, which matters when the
-    profiler exports hundreds of blocks. Weights are embedded (no external data).
+    table builder exports hundreds of blocks. Weights are embedded (no external data).
     """
     path = Path(path)
     example = torch.zeros(1, *input_shape)

@@ -561,7 +561,7 @@ def usable_imported(table: LatencyTable, profile: DeviceProfile) -> bool:
     """Whether ``table`` is an import for ``profile``'s device, fit for prediction only.
 
     An imported table's runtime is its source's ("tflite", "tensorflow2-eager"), so the
-    measured-table check (``profiler.check_compatible``) rejects it; predicting from it is
+    measured-table check (``builder.check_compatible``) rejects it; predicting from it is
     what it is for. It must never be extended with new measurements (that would mix sources).
     """
     return table.provenance.imported and table.provenance.device == profile.name

@@ -422,7 +422,7 @@ def check_problem(problem: SearchProblem) -> tuple[LayerwiseSpace, Dataset]:
     data = problem.data
     if data is None:
         raise ConfigError(
-            "strategy dnas trains a supernet and needs SearchProblem.data (the pipeline passes "
+            "strategy dnas trains a supernet and needs SearchProblem.data (the run job passes "
             "the run's dataset); set data= or pick another strategy"
         )
     space = problem.space

@@ -39,7 +39,7 @@ def cached_dataset(spec: str, seed: int) -> Dataset:
 
 
 def preload(spec: str, seed: int, data: Dataset) -> None:
-    """Give this process's cache data already loaded (the pipeline has it in memory)."""
+    """Give this process's cache data already loaded (the run job has it in memory)."""
     _DATA[(spec, seed)] = data
 
 

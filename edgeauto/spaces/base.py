@@ -181,7 +181,7 @@ class SearchSpace(abc.ABC):
 
     @abc.abstractmethod
     def all_keys(self) -> set[OpKey]:
-        """Every key any architecture of the space can produce (what a profiler measures)."""
+        """Every key any architecture of the space can produce (what a table builder measures)."""
 
     @abc.abstractmethod
     def cheapest(self, cost: Cost) -> Arch:
