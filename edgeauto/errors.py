@@ -6,6 +6,8 @@ message on one line, with no traceback. :class:`VerificationFailed` (:class:`Ove
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EdgeAutoError(Exception):
     """Base of every error edgeauto raises on purpose.
@@ -72,7 +74,7 @@ class OverBudget(VerificationFailed):
     ``reasons`` says what failed, one line each. The CLI maps it to exit code 3.
     """
 
-    def __init__(self, reasons: list[str], manifest: object = None) -> None:
+    def __init__(self, reasons: list[str], manifest: Any = None) -> None:
         super().__init__("; ".join(reasons) or "over budget")
         self.reasons = list(reasons)
         self.manifest = manifest

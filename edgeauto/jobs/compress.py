@@ -71,7 +71,7 @@ def compress(
     except OverBudget as exc:
         if check:
             raise
-        return exc.manifest  # type: ignore[return-value]  (a job's OverBudget carries it)
+        return exc.manifest  # a job's OverBudget carries the written manifest
     finally:
         release(cfg.out)  # the run directory is free for the next run of this process
 

@@ -50,7 +50,7 @@ def run(
     except OverBudget as exc:
         if check:
             raise
-        return exc.manifest  # type: ignore[return-value]  (a job's OverBudget carries it)
+        return exc.manifest  # a job's OverBudget carries the written manifest
 
 
 def _run(cfg: RunConfig, reporter: Reporter, profile: DeviceProfile | None = None) -> Manifest:
@@ -95,7 +95,7 @@ def run_each(
             manifest, reasons = _run(cfg, reporter, profile), []
         except OverBudget as exc:
             manifest, reasons = exc.manifest, exc.reasons
-        done.append(DeviceRun(profile.name, budget, manifest, reasons))  # type: ignore[arg-type]
+        done.append(DeviceRun(profile.name, budget, manifest, reasons))
     return done
 
 
