@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,37 @@ from edgeauto.errors import ConfigError, EdgeAutoError
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+
+
+# -- options several commands take, declared once (``name: Tables = None``) ---------------
+OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
+Int8 = Annotated[
+    bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
+]
+ScratchBaseline = Annotated[
+    bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
+]
+Criterion = Annotated[
+    str,
+    typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+]
+Allocation = Annotated[
+    str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
+]
+MaxParams = Annotated[
+    int | None,
+    typer.Option(help="Also cap the parameter count (BN folded; checked on the result)."),
+]
+MaxSizeKb = Annotated[
+    float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
+]
+MaxActivationKb = Annotated[
+    float | None,
+    typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
+]
+Tolerance = Annotated[float, typer.Option(help="Allowed overshoot of the measured latency.")]
+Tables = Annotated[str | None, typer.Option(help="Latency tables folder (default hw_latency/).")]
+Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
 
 #: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print their traceback.
 DEBUG_ENV = "EDGEAUTO_DEBUG"

@@ -6,7 +6,22 @@ from typing import Annotated
 
 import typer
 
-from edgeauto.cli.common import err, fail, parse_latency
+from edgeauto.cli.common import (
+    Allocation,
+    Criterion,
+    Int8,
+    MaxActivationKb,
+    MaxParams,
+    MaxSizeKb,
+    OutDir,
+    Resume,
+    ScratchBaseline,
+    Tables,
+    Tolerance,
+    err,
+    fail,
+    parse_latency,
+)
 from edgeauto.cli.render import over_budget, summary
 from edgeauto.errors import EdgeAutoError, OverBudget
 from edgeauto.manifest import Manifest
@@ -25,11 +40,6 @@ _LatencyMs = Annotated[str, typer.Option("--latency-ms", help="Budget in ms (bat
 _Dataset = Annotated[
     str, typer.Option(help="Data for fine-tuning and criteria (--from: the run's).")
 ]
-_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
-_Criterion = Annotated[
-    str, typer.Option(help="l1, l2, taylor, taylor2, hessian, ispasp or random.")
-]
-_Allocation = Annotated[str, typer.Option(help="netadapt or uniform.")]
 _Method = Annotated[
     str | None,
     typer.Option(
@@ -38,27 +48,9 @@ _Method = Annotated[
     ),
 ]
 _Sparsity = Annotated[float, typer.Option(help="Fraction of weights at zero (with --method).")]
-_Int8 = Annotated[
-    bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
-]
-_ScratchBaseline = Annotated[
-    bool, typer.Option(help="Also train the pruned architecture from scratch.")
-]
 _Epochs = Annotated[int, typer.Option(help="Training epochs when no --weights.")]
 _FinetuneEpochs = Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")]
 _Seed = Annotated[int, typer.Option(help="Seed.")]
-_Tolerance = Annotated[float, typer.Option(help="Allowed measured overshoot.")]
-_MaxParams = Annotated[
-    int | None, typer.Option(help="Also cap the parameter count (checked on the result).")
-]
-_MaxSizeKb = Annotated[
-    float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
-]
-_MaxActivationKb = Annotated[
-    float | None, typer.Option(help="Also cap peak activation memory (kB, measured).")
-]
-_Tables = Annotated[str | None, typer.Option(help="Latency tables folder.")]
-_Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
 
 
 def compress(
@@ -68,22 +60,22 @@ def compress(
     device: _Device = "host",
     latency_ms: _LatencyMs = "0.5",
     dataset: _Dataset = "mnist5k",
-    out_dir: _OutDir = "runs/compress",
-    criterion: _Criterion = "l1",
-    allocation: _Allocation = "netadapt",
+    out_dir: OutDir = "runs/compress",
+    criterion: Criterion = "l1",
+    allocation: Allocation = "netadapt",
     method: _Method = None,
     sparsity: _Sparsity = 0.9,
-    int8: _Int8 = True,
-    scratch_baseline: _ScratchBaseline = False,
+    int8: Int8 = True,
+    scratch_baseline: ScratchBaseline = False,
     epochs: _Epochs = 5,
     finetune_epochs: _FinetuneEpochs = 2,
     seed: _Seed = 0,
-    tolerance: _Tolerance = 0.10,
-    max_params: _MaxParams = None,
-    max_size_kb: _MaxSizeKb = None,
-    max_activation_kb: _MaxActivationKb = None,
-    tables: _Tables = None,
-    resume: _Resume = False,
+    tolerance: Tolerance = 0.10,
+    max_params: MaxParams = None,
+    max_size_kb: MaxSizeKb = None,
+    max_activation_kb: MaxActivationKb = None,
+    tables: Tables = None,
+    resume: Resume = False,
 ) -> None:
     """Prune an existing model to a latency budget on DEVICE, then export and verify it."""
     from edgeauto.config import RunConfig

@@ -6,7 +6,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeauto.cli.common import err, fail, out, parse_latency
+from edgeauto.cli.common import (
+    Allocation,
+    Criterion,
+    Int8,
+    MaxActivationKb,
+    MaxParams,
+    MaxSizeKb,
+    OutDir,
+    Resume,
+    ScratchBaseline,
+    Tables,
+    Tolerance,
+    err,
+    fail,
+    out,
+    parse_latency,
+)
 from edgeauto.cli.render import over_budget, summary
 from edgeauto.errors import ConfigError, EdgeAutoError, OverBudget
 
@@ -23,7 +39,6 @@ _LatencyMs = Annotated[
     typer.Option("--latency-ms", help="Budget in ms (batch 1); one, or one per --device."),
 ]
 _Dataset = Annotated[str, typer.Option(help="mnist5k, digits, npz:PATH or folder:PATH.")]
-_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
 _Seed = Annotated[int, typer.Option(help="Seed for split, search and training.")]
 _Epochs = Annotated[int, typer.Option(help="Epochs of final training.")]
 _Space = Annotated[str, typer.Option(help="Search space name.")]
@@ -44,35 +59,11 @@ _Calibration = Annotated[
         "history (earlier runs' verified artifacts)."
     ),
 ]
-_Criterion = Annotated[
-    str,
-    typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
-]
-_Allocation = Annotated[
-    str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
-]
-_MaxParams = Annotated[int | None, typer.Option(help="Also cap the parameter count (BN folded).")]
-_MaxSizeKb = Annotated[
-    float | None, typer.Option(help="Also cap the float32 .tflite file size (kB).")
-]
-_MaxActivationKb = Annotated[
-    float | None,
-    typer.Option(help="Also cap peak activation memory (kB; measured on the final model)."),
-]
-_Int8 = Annotated[
-    bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
-]
-_ScratchBaseline = Annotated[
-    bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
-]
 _Trials = Annotated[int, typer.Option(help="Architectures trained during search.")]
 _WarmStart = Annotated[
     bool, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
 ]
 _Beam = Annotated[int, typer.Option(help="smbo: archs trained per step (0: auto).")]
-_Tolerance = Annotated[float, typer.Option(help="Allowed overshoot of the measured latency.")]
-_Tables = Annotated[str | None, typer.Option(help="Latency tables folder (default hw_latency/).")]
-_Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
 _InheritWeights = Annotated[
     bool, typer.Option(help="dnas: train from the supernet's weights, not from scratch.")
 ]
@@ -90,26 +81,26 @@ def run(
     device: _Device = None,
     latency_ms: _LatencyMs = None,
     dataset: _Dataset = "mnist5k",
-    out_dir: _OutDir = "runs/default",
+    out_dir: OutDir = "runs/default",
     seed: _Seed = 0,
     epochs: _Epochs = 5,
     space: _Space = "fbnet-lite",
     strategy: _Strategy = "random",
     mode: _Mode = "search-then-compress",
     calibration: _Calibration = "fresh",
-    criterion: _Criterion = "l1",
-    allocation: _Allocation = "netadapt",
-    max_params: _MaxParams = None,
-    max_size_kb: _MaxSizeKb = None,
-    max_activation_kb: _MaxActivationKb = None,
-    int8: _Int8 = True,
-    scratch_baseline: _ScratchBaseline = False,
+    criterion: Criterion = "l1",
+    allocation: Allocation = "netadapt",
+    max_params: MaxParams = None,
+    max_size_kb: MaxSizeKb = None,
+    max_activation_kb: MaxActivationKb = None,
+    int8: Int8 = True,
+    scratch_baseline: ScratchBaseline = False,
     trials: _Trials = 6,
     warm_start: _WarmStart = False,
     beam: _Beam = 0,
-    tolerance: _Tolerance = 0.10,
-    tables: _Tables = None,
-    resume: _Resume = False,
+    tolerance: Tolerance = 0.10,
+    tables: Tables = None,
+    resume: Resume = False,
     inherit_weights: _InheritWeights = False,
     one_model: _OneModel = False,
     relu_budget: _ReluBudget = None,

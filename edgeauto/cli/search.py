@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from edgeauto.cli.common import fail, out, parse_latency
+from edgeauto.cli.common import OutDir, Tables, fail, out, parse_latency
 from edgeauto.errors import EdgeAutoError
 
 _Device = Annotated[str | None, typer.Option(help="Device profile name or YAML path.")]
@@ -32,8 +32,6 @@ _WarmStart = Annotated[
     bool | None, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
 ]
 _Beam = Annotated[int | None, typer.Option(help="smbo: archs trained per step (0: auto).")]
-_Tables = Annotated[str | None, typer.Option(help="Latency tables folder.")]
-_OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
 _Resume = Annotated[
     str | None, typer.Option(help="Continue the search run in RUN_DIR (after a crash).")
 ]
@@ -67,8 +65,8 @@ def search_command(
     search_batches: _SearchBatches = None,
     warm_start: _WarmStart = None,
     beam: _Beam = None,
-    tables: _Tables = None,
-    out_dir: _OutDir = "runs/search",
+    tables: Tables = None,
+    out_dir: OutDir = "runs/search",
     resume: _Resume = None,
     executor: _Executor = None,
     workers: _Workers = None,

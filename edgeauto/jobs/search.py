@@ -150,7 +150,10 @@ def run_trials(
     (``trials.jsonl``: a resumed study replays it), with a progress bar."""
     trials = strategy.problem.trials
     with reporter.task(title, trials) as task:
-        on_trial = lambda t: task.update(t.number + 1, trials)  # noqa: E731
+
+        def on_trial(trial: Trial) -> None:
+            task.update(trial.number + 1, trials)
+
         return drive(strategy, executor, TrialJournal(rd), on_trial)
 
 

@@ -164,7 +164,9 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     measure = (lambda m: _measure_whole(ctx, m)) if ctx.whole_timer else None
     title = f"pruning ({cfg.allocation}, {cfg.criterion}) to {cfg.latency_ms:g} ms"
     with ctx.reporter.task(title, MAX_ATTEMPTS) as task:
-        model, plan = prune_measured(pruner, model, problem, measure, lambda n: _pruned(task, n))
+        model, plan = prune_measured(
+            pruner, model, problem, measure, lambda n: _pruned(task, n), ctx.budget
+        )
     ctx.rd.record("prune", {"plan": plan.to_json()})
     kill_point("prune")
     return model, plan
