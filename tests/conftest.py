@@ -50,7 +50,7 @@ def micro_space() -> LayerwiseSpace:
 def micro_tables(
     tmp_path_factory: pytest.TempPathFactory, host_profile: DeviceProfile, micro_space: SearchSpace
 ) -> Path:
-    """Root folder of the session's measured table ``<root>/host/litert/fbnet-micro.json``.
+    """Root folder of the session's measured table ``<root>/host/litert/fp32-t1/fbnet-micro.json``.
 
     Treat it as read-only; copy it (``tables_copy``) before anything may add keys.
     """

@@ -15,8 +15,10 @@ DIGITS_CLASSES = 10
 MICRO = "fbnet-micro"
 
 
-def micro_table_path(root: Path, device: str = "host", runtime: str = "litert") -> Path:
-    return root / device / runtime / f"{MICRO}.json"
+def micro_table_path(
+    root: Path, device: str = "host", runtime: str = "litert", folder: str = "fp32-t1"
+) -> Path:
+    return root / device / runtime / folder / f"{MICRO}.json"
 
 
 def largest_arch(space: LayerwiseSpace) -> Arch:

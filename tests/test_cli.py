@@ -15,6 +15,7 @@ import yaml
 from helpers import MICRO, assert_one_line_error, micro_table_path
 
 from edgeauto.devices.profile import list_profiles, load_profile, profiles_dir
+from edgeauto.latency.store import table_path
 from edgeauto.latency.table import LatencyTable
 
 SHIPPED = [
@@ -200,7 +201,7 @@ def test_remote_device_table_missing_a_key(cli, micro_tables: Path, tmp_path: Pa
     for key in [k for k in table.entries if k.kind == "mbconv"]:
         del table.entries[key]
     tables = tmp_path / "tables"
-    target = micro_table_path(tables, device="test-pi")
+    target = table_path(profile, MICRO, tables)
     table.save(target)
     before = target.read_bytes()
     result = cli(
@@ -229,7 +230,7 @@ def test_remote_table_measured_differently(cli, micro_tables: Path, tmp_path: Pa
     profile_path = _remote_profile(tmp_path)
     table = LatencyTable.load(micro_table_path(micro_tables))
     table.provenance = dataclasses.replace(table.provenance, device="test-pi", threads=1)
-    table.save(micro_table_path(tmp_path / "tables", device="test-pi"))
+    table.save(table_path(load_profile(profile_path), MICRO, tmp_path / "tables"))
     result = cli(
         *run_args(tmp_path / "out", "--device", str(profile_path), tables=tmp_path / "tables")
     )

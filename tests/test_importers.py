@@ -460,7 +460,7 @@ def test_cli_writes_the_devices_table(luts, tmp_path, monkeypatch) -> None:
             "--space", "fbnet-cifar"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    path = tmp_path / PI4 / "litert" / "fbnet-cifar.json"
+    path = tmp_path / PI4 / "litert" / "fp32-t4" / "fbnet-cifar.json"
     assert f"wrote {path}" in result.output
     assert "lookup_table_pi.json: 192 entries, 176 mapped, 16 unmapped" in result.output
     assert "4 estimated" in result.output

@@ -172,7 +172,7 @@ def test_missing_and_coverage() -> None:
 
 def test_table_miss_message() -> None:
     t = small_table()
-    t.path = Path("/somewhere/host/litert/fbnet-micro.json")
+    t.path = Path("/somewhere/host/litert/fp32-t1/fbnet-micro.json")
     pruned = OpKey("mbconv", 8, 20, 16, 8, 8, 3, 1)
     with pytest.raises(TableMiss) as exc:
         t.lookup(pruned)
@@ -245,7 +245,10 @@ def test_micro_table_location(micro_tables: Path, host_profile: DeviceProfile) -
 def test_tables_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host_profile) -> None:
     monkeypatch.setenv("EDGEAUTO_TABLES", str(tmp_path))
     assert tables_dir() == tmp_path
-    assert table_path(host_profile, MICRO) == tmp_path / "host" / "litert" / f"{MICRO}.json"
+    assert (
+        table_path(host_profile, MICRO)
+        == tmp_path / "host" / "litert" / "fp32-t1" / f"{MICRO}.json"
+    )
 
 
 def test_reopen_measures_nothing(tables_copy: Path, host_profile, micro_space) -> None:
