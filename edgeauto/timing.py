@@ -6,14 +6,21 @@ all time with these, so that "median" and "disturbed round" mean one thing every
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from edgeauto.errors import RunnerError
 
 DISTURBED = 1.10  # a round this much slower than the quickest round was disturbed
+#: A measurement whose round medians spread more than this (relative stdev) is not trusted:
+#: it is taken again, then reported as unrepeatable. Pinned on a quiet core this machine's
+#: rounds spread 0.6-2%; with another job on the other core, 16%.
+REPEATABLE = 0.05
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,21 @@ class LatencyStat:
     median_ms: float
     p90_ms: float
     runs: int
+    #: Relative stdev of the round medians (fresh sessions) the figure pooled, over every
+    #: round, disturbed ones included; None when it came from one round or a publication.
+    repeatability: float | None = None
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether its rounds agreed within :data:`REPEATABLE` (unknown counts as agreed)."""
+        return self.repeatability is None or self.repeatability <= REPEATABLE
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON; ``repeatability`` only when known, so older files keep their bytes."""
+        data = asdict(self)
+        if self.repeatability is None:
+            del data["repeatability"]
+        return data
 
     @classmethod
     def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStat:
@@ -48,7 +70,43 @@ class LatencyStat:
             raise ValueError("no timing samples")
         low = min(medians)
         kept = [x for r in rounds if r and statistics.median(r) <= low * DISTURBED for x in r]
-        return cls.from_samples(kept)
+        pooled = cls.from_samples(kept)
+        return cls(pooled.median_ms, pooled.p90_ms, pooled.runs, spread(medians))
+
+
+def spread(values: Sequence[float]) -> float | None:
+    """Relative (population) stdev of ``values``; None for fewer than two."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.pstdev(values) / mean if mean > 0 else None
+
+
+def allowed_cores() -> tuple[int, ...]:
+    """The cores this process may run on (all of them where affinity is not supported)."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return tuple(range(os.cpu_count() or 1))
+
+
+@contextmanager
+def pinned(cores: Sequence[int] | None) -> Iterator[None]:
+    """Run the block on ``cores`` only (None: where it runs now), then restore the affinity.
+
+    Linux applies it to the calling thread, and threads it starts inherit it: a runtime
+    session created inside the block (XNNPACK's or ONNX Runtime's pool) stays on ``cores``.
+    Two cores of one machine can differ by 1.6x; a timing that may hop between them is noise.
+    """
+    if not cores or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(cores))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def sample_calls(fn: Callable[[], object], runs: int, warmup: int) -> list[float]:

@@ -29,9 +29,16 @@ from edgeauto.train import TrainConfig, fit
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs two workers on a 2-core machine) each worker
-    trains with one torch thread, so that the two do not fight over both cores."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    trains with one torch thread and runs on a core of its own, so that the two neither
+    fight over both cores nor time on the other's core (the host profile's ``cpu_affinity:
+    auto`` then resolves to the worker's core, without a survey)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
         torch.set_num_threads(1)
+        cores = sorted(os.sched_getaffinity(0))
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        if len(cores) >= count > 1:
+            os.sched_setaffinity(0, {cores[int(worker.removeprefix("gw")) % len(cores)]})
 
 
 @pytest.fixture(scope="session")

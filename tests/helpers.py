@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
 import torch
 
+from edgeauto.devices.profile import DeviceProfile
+from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces import Arch, SearchSpace
 from edgeauto.spaces.layerwise import LayerwiseSpace
 
@@ -76,3 +79,13 @@ def assert_one_line_error(result, error: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
     return line
+
+
+def relabel(table: LatencyTable, profile: DeviceProfile) -> LatencyTable:
+    """``table`` presented as measured on ``profile``'s device: its name, threads and cores
+    (these tests' "boards" are this machine)."""
+    cores = profile.cpu_affinity if isinstance(profile.cpu_affinity, list) else None
+    table.provenance = dataclasses.replace(
+        table.provenance, device=profile.name, threads=profile.threads, cpu_affinity=cores
+    )
+    return table

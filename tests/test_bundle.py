@@ -49,7 +49,7 @@ def test_bundle_files_and_manifest(run_dir: Path) -> None:
 
 def test_resume_keeps_the_int8_check(run_dir: Path, micro_tables: Path) -> None:
     m = json.loads((run_dir / "manifest.json").read_text())
-    tables = Path(m["table"]["path"]).parents[2]
+    tables = Path(m["table"]["path"]).parents[3]  # <tables>/<device>/<runtime>/<fp32-t1>/
     again = edgeauto.run(check=False, device="host", latency_ms=1.0, dataset="digits", space="fbnet-micro",
                          trials=1, epochs=6, tables=str(tables), out=str(run_dir), resume=True)  # fmt: skip
     assert again["parity"]["litert_int8"] == m["parity"]["litert_int8"]

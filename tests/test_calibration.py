@@ -19,7 +19,7 @@ from typing import ClassVar
 import pytest
 import torch
 import yaml
-from helpers import MICRO, largest_arch, micro_table_path, sample_archs
+from helpers import MICRO, largest_arch, micro_table_path, relabel, sample_archs
 
 import edgeauto
 from edgeauto.config import RunConfig
@@ -228,10 +228,7 @@ def _board_tables(micro_tables: Path, root: Path, board: DeviceProfile) -> Path:
     board of these tests is this machine, reached over ssh)."""
     host_table = LatencyTable.load(micro_table_path(micro_tables))
     host_table.save(micro_table_path(root))
-    board_table = LatencyTable.load(micro_table_path(micro_tables))
-    board_table.provenance = dataclasses.replace(
-        board_table.provenance, device=board.name, threads=board.threads
-    )
+    board_table = relabel(LatencyTable.load(micro_table_path(micro_tables)), board)
     return board_table.save(micro_table_path(root, device=board.name))
 
 

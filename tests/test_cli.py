@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MICRO, assert_one_line_error, micro_table_path
+from helpers import MICRO, assert_one_line_error, micro_table_path, relabel
 
 from edgeauto.devices.profile import list_profiles, load_profile, profiles_dir
 from edgeauto.latency.store import table_path
@@ -194,10 +194,7 @@ def test_remote_device_table_missing_a_key(cli, micro_tables: Path, tmp_path: Pa
     """An ssh device cannot be measured from here: a table that lacks keys is a TableMiss."""
     profile_path = _remote_profile(tmp_path)
     profile = load_profile(profile_path)
-    table = LatencyTable.load(micro_table_path(micro_tables))
-    table.provenance = dataclasses.replace(
-        table.provenance, device=profile.name, threads=profile.threads
-    )
+    table = relabel(LatencyTable.load(micro_table_path(micro_tables)), profile)
     for key in [k for k in table.entries if k.kind == "mbconv"]:
         del table.entries[key]
     tables = tmp_path / "tables"
@@ -229,7 +226,8 @@ def test_remote_device_without_table(cli, tmp_path: Path) -> None:
 def test_remote_table_measured_differently(cli, micro_tables: Path, tmp_path: Path) -> None:
     profile_path = _remote_profile(tmp_path)
     table = LatencyTable.load(micro_table_path(micro_tables))
-    table.provenance = dataclasses.replace(table.provenance, device="test-pi", threads=1)
+    table = relabel(table, load_profile(profile_path))
+    table.provenance = dataclasses.replace(table.provenance, threads=1)
     table.save(table_path(load_profile(profile_path), MICRO, tmp_path / "tables"))
     result = cli(
         *run_args(tmp_path / "out", "--device", str(profile_path), tables=tmp_path / "tables")

@@ -137,6 +137,7 @@ def fake_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DeviceProfile
         "kind": "adb", "serial": "emulator-5554", "adb": str(adb), "benchmark_model": str(bm),
         "workdir": str(tmp_path / "phone"),
     }  # fmt: skip
+    data["cpu_affinity"] = [0, 1, 2, 3]  # the fake phone is this machine: cores it has
     (tmp_path / "phone").mkdir()
     return DeviceProfile.model_validate(data)
 

@@ -95,8 +95,10 @@ def sshd(new_server: Callable[[], ThrowawaySshd]) -> ThrowawaySshd:
 
 
 def board_profile(server: ThrowawaySshd, key: Path, workdir: Path, **conn: object) -> DeviceProfile:
-    """A 1-thread LiteRT board reached through ``server``; its Python is this interpreter."""
-    base = load_profile("raspberry-pi-4").model_copy(update={"name": "test-board", "threads": 1})
+    """A 1-thread LiteRT board reached through ``server``, pinned to its core 0; its Python
+    is this interpreter."""
+    update = {"name": "test-board", "threads": 1, "cpu_affinity": [0]}
+    base = load_profile("raspberry-pi-4").model_copy(update=update)
     fields = {"key": str(key), "python": sys.executable, "workdir": str(workdir), **conn}
     return server.profile(base, **fields)
 
@@ -270,7 +272,7 @@ def test_cli_profile_over_ssh_with_host_override(sshd, ssh_keys, tmp_path: Path)
     # a table missing two keys (the others carry placeholder stats): the CLI times those two
     space = get_space(MICRO, SHAPE, 10)
     todo = sorted(space.all_keys())[:2]
-    table = new_table(profile, get_runtime("litert"), MICRO, TimingSettings())
+    table = new_table(profile, get_runtime("litert"), MICRO, TimingSettings(), cores=(0,))
     table.overhead = LatencyStat(0.003, 0.004, 30)
     table.entries = {k: LatencyStat(0.01, 0.02, 30) for k in space.all_keys() if k not in todo}
     target = table_path(profile, MICRO, tmp_path / "tables")
@@ -487,6 +489,7 @@ def adb_profile(phone: dict[str, Path], **conn: object) -> DeviceProfile:
         "kind": "adb", "serial": "emulator-5554", "adb": str(phone["adb"]),
         "benchmark_model": str(phone["bm"]), "workdir": str(phone["workdir"]), **conn,
     }  # fmt: skip
+    data["cpu_affinity"] = [0, 1, 2, 3]  # the fake phone is this machine: cores it has
     return DeviceProfile.model_validate(data)
 
 
@@ -503,7 +506,8 @@ def test_adb_command_sequence(phone: dict[str, Path], tmp_path: Path) -> None:
     assert runner.describe().cpu_model == "Pixel 7 (gs201)"
     stats = runner.measure_many(models, threads=4, runs=50, warmup=5, rounds=2)
     assert (
-        stats == [LatencyStat(0.098, pytest.approx((98 + 33 * 1.2816 / 1.6449) / 1e3), 18960)] * 2
+        stats
+        == [LatencyStat(0.098, pytest.approx((98 + 33 * 1.2816 / 1.6449) / 1e3), 18960, 0.0)] * 2
     )
     calls = _lines(phone["adb_log"])
     wd = str(phone["workdir"])
@@ -514,6 +518,7 @@ def test_adb_command_sequence(phone: dict[str, Path], tmp_path: Path) -> None:
     assert calls[3][3:] == [str(phone["bm"]), f"{wd}/benchmark_model"]
     assert calls[4][3] == f"chmod 755 {shlex.quote(wd + '/benchmark_model')}"
     assert len(calls[5]) == 3 + 3 and calls[5][-1] == f"{wd}/"  # both models, one push
+    assert calls[6][3].count("taskset f ") == 4  # every run pinned to the profile's cores
     runs = _lines(phone["bm_log"])
     assert len(runs) == 4  # 2 models x 2 rounds, one shell call
     for argv in runs:

@@ -22,9 +22,14 @@ def summary(manifest: Manifest) -> None:
     t.add_row("budget (ms)", f"{manifest.budget_ms:g}")
     t.add_row(f"predicted {lat['runtime']} (ms)", f"{manifest.predicted_ms:.4f}")
     emulated = lat.get("measured_on") == "emulated"
+    spreads = lat.get("repeatability") or {}
     for key, value in lat["measured"].items():
         if not key.endswith("_p90_ms"):
-            t.add_row(f"{'EMULATED' if emulated else 'measured'} {key[:-3]} (ms)", f"{value:.4f}")
+            rsd = spreads.get(key[:-3])  # how far its rounds spread: the figure's error bar
+            shown = f"{value:.4f}" + (f" ±{rsd:.1%}" if rsd is not None else "")
+            t.add_row(f"{'EMULATED' if emulated else 'measured'} {key[:-3]} (ms)", shown)
+    if lat.get("cpu_affinity"):
+        t.add_row("timed on cores", ",".join(map(str, lat["cpu_affinity"])))
     if emulated:  # the device was out of reach: the number is this machine's x a fitted ratio
         e = lat["emulation"]
         t.add_row("emulation fit error (blocks)", f"{e['rmspe']:.1%} ({e['shared']} blocks)")

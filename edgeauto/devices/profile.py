@@ -180,6 +180,9 @@ class DeviceProfile(BaseModel):
         channel_multiple: Pruned widths stay multiples of this (default by ISA).
         cost_model: ``latency`` (measured tables) or ``relu-count`` (private inference).
         flop_weight: ``relu-count`` only: ReLU-equivalents charged per multiply-accumulate.
+        cpu_affinity: Cores every timing on the device runs on (``[4, 5, 6, 7]``: a phone's
+            big cores), ``auto`` (this machine only: the fastest steady cores, found by timing
+            each once) or ``None`` (wherever the OS puts it: noise on most machines).
         source: The YAML file the profile was loaded from, if any.
     """
 
@@ -202,7 +205,26 @@ class DeviceProfile(BaseModel):
     # (:func:`edgeauto.linearize.snl.relu_cost`), not a latency table's milliseconds.
     cost_model: Literal["latency", "relu-count"] = "latency"
     flop_weight: float = Field(default=0.0, ge=0)
+    cpu_affinity: list[Annotated[int, Field(ge=0, le=1023)]] | Literal["auto"] | None = None
     source: Path | None = None
+
+    @model_validator(mode="after")
+    def _check_affinity(self) -> DeviceProfile:
+        """Cores: distinct, at least one per thread; ``auto`` only where edgeauto runs."""
+        cores = self.cpu_affinity
+        if cores == AUTO and self.connection.kind != "local":
+            raise ValueError(
+                f"cpu_affinity: auto times each core of this machine, but {self.name} is reached "
+                f"over {self.connection.kind}; list the board's cores (e.g. [0, 1, 2, 3])"
+            )
+        if isinstance(cores, list) and (len(set(cores)) != len(cores) or not cores):
+            raise ValueError(f"cpu_affinity must list distinct cores, got {cores}; fix it")
+        if isinstance(cores, list) and len(cores) < self.threads:
+            raise ValueError(
+                f"cpu_affinity lists {len(cores)} cores for {self.threads} threads; list at "
+                f"least {self.threads} cores or lower threads"
+            )
+        return self
 
     @property
     def pruning_multiple(self) -> int:

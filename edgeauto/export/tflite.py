@@ -68,6 +68,7 @@ def onnx_to_tflite_bytes(
             f"int8 calibration needs a non-empty (N, C, H, W) float32 array, got shape "
             f"{tuple(calibration.shape)}"
         )
+    onnx_path = Path(onnx_path).resolve()  # the converter runs in a work dir of its own
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     import onnx2tf  # heavy imports: only when converting

@@ -14,7 +14,7 @@ from torch import nn
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.parity import export_checked
-from edgeauto.export.runtimes import RUNTIMES, get_runtime, time_calls
+from edgeauto.export.runtimes import RUNTIMES, time_calls
 from edgeauto.fileio import sha256_file
 from edgeauto.jobs.context import Context
 from edgeauto.killpoints import kill_point
@@ -27,8 +27,9 @@ from edgeauto.latency.builder import (
 from edgeauto.latency.calibration.history import calibration_factor, record_verification
 from edgeauto.latency.emulation import expected_error, fit_emulation
 from edgeauto.latency.runners import get_runner
+from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.latency.worst_case import Member
-from edgeauto.timing import LatencyStat
+from edgeauto.timing import REPEATABLE, LatencyStat, pinned
 
 VERIFY_ROUNDS = 5
 
@@ -97,7 +98,8 @@ def measure_stage(
             stats = _emulate(ctx, model, artifacts, exc)
         if local:
             runs, threads = ctx.cfg.measure_runs, ctx.profile.threads
-            stats["torch_eager"] = measure_torch(model, ctx.data.input_shape, threads, runs)
+            cores = ctx.measurement.get("cores")
+            stats["torch_eager"] = measure_torch(model, ctx.data.input_shape, threads, runs, cores)
         task.update(total, total)
     if ctx.measurement["measured_on"] == "device":
         _record_history(ctx, model, artifacts, stats)
@@ -137,11 +139,26 @@ def _measure_on_device(
                     raise
                 skipped[name] = str(exc)
             update(i, len(artifacts) + 1)
+        cores = runner.cores
     ctx.measurement.update(
         measured_on="device", cpu=info.cpu_model, runtime_version=info.runtime_version,
-        skipped=skipped,
+        skipped=skipped, cores=list(cores) if cores else None,
     )  # fmt: skip
+    _warn_unsteady(ctx, stats)
     return {n: stats[n] for n in artifacts if n in stats}
+
+
+def _warn_unsteady(ctx: Context, stats: dict[str, LatencyStat]) -> None:
+    """Say, in the log and the manifest, which figures stayed unsteady after re-taking them:
+    the machine was busy, and those numbers are not to be bet on."""
+    shaky = {n: s.repeatability for n, s in stats.items() if not s.repeatable}
+    ctx.measurement["unrepeatable"] = shaky
+    if shaky:
+        worst = max(shaky.values(), default=0.0) or 0.0
+        ctx.reporter.log(
+            f"warning: {', '.join(shaky)} timed unsteadily (rounds spread up to {worst:.1%}, "
+            f"above {REPEATABLE:.0%}) even after re-measuring: something else loads the device"
+        )
 
 
 def _emulate(
@@ -165,11 +182,13 @@ def _emulate(
     finally:
         timer.close()
     fit = fit_emulation(ctx.table, host_table)
-    host_stat = get_runtime(rt).measure(artifacts[rt], host.threads, *verify_counts(runs))
+    with LocalRunner(host) as runner:  # pinned like the host table it is compared with
+        host_stat = runner.measure(artifacts[rt], host.threads, *verify_counts(runs))
     emulation = {
         "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
         "host_threads": host.threads, "host_ms": host_stat.median_ms,
-        "host_p90_ms": host_stat.p90_ms, "host_table": str(host_table.path), **fit.to_json(),
+        "host_p90_ms": host_stat.p90_ms, "host_repeatability": host_stat.repeatability,
+        "host_cores": list(runner.cores or ()), "host_table": str(host_table.path), **fit.to_json(),
         "expected_error": expected_error(fit, ctx.table, host_table),
     }  # fmt: skip
     ctx.measurement.update(
@@ -202,13 +221,15 @@ def _record_history(
         ctx.measurement["calibration"]["fresh_networks"] = fresh["archs"]
 
 
-def measure_torch(model: nn.Module, shape: tuple[int, ...], threads: int, runs: int) -> LatencyStat:
-    """PyTorch eager latency at batch 1 with ``threads`` intra-op threads."""
+def measure_torch(
+    model: nn.Module, shape: tuple[int, ...], threads: int, runs: int, cores: Any = None
+) -> LatencyStat:
+    """PyTorch eager latency at batch 1 with ``threads`` intra-op threads, on ``cores``."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     x = torch.randn(1, *shape)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), pinned(cores):
             return time_calls(lambda: model(x), runs, warmup=max(20, runs // 4))
     finally:
         torch.set_num_threads(old)

@@ -17,12 +17,15 @@ import torch
 from torch import nn
 
 from edgeauto.compress import PruningPlan
+from edgeauto.devices.profile import load_profile
 from edgeauto.export.parity import check_parity
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import atomic_path
 from edgeauto.jobs.context import Context
+from edgeauto.jobs.measure import verify_counts
 from edgeauto.jobs.tail import finish
+from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.manifest import Manifest
 from edgeauto.spaces.base import Arch
 from edgeauto.sparse.base import SparseConfig, get_sparse_method
@@ -65,9 +68,12 @@ def sparse_artifact(ctx: Context, model: nn.Module, dense_ms: float | None) -> d
     litert = get_runtime("litert")
     path = export_tflite(ctx.rd.path("model.onnx"), ctx.rd.path("model_sparse.tflite"), sparse=True)
     parity = check_parity(model, litert, path, ctx.data.x_val[: ctx.cfg.parity_samples])
-    runs = ctx.cfg.measure_runs
-    dense = litert.measure(ctx.rd.path("model.tflite"), ctx.profile.threads, runs, runs // 10)
-    sparse = litert.measure(path, ctx.profile.threads, runs, runs // 10)
+    runs, threads = ctx.cfg.measure_runs, ctx.profile.threads
+    # this machine's runner: pinned to the host profile's cores, unsteady figures re-taken
+    with LocalRunner(load_profile("host")) as runner:
+        dense, sparse = runner.measure_all(
+            [ctx.rd.path("model.tflite"), path], threads, *verify_counts(runs)
+        )
     ratio = sparse.median_ms / dense.median_ms
     # XNNPACK densifies sparse weights at load (no gain), but TFLite's own sparse
     # fully-connected kernel runs very sparse layers faster; within 10% is timing noise

@@ -81,6 +81,9 @@ def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat])
         # measured_ms is an estimate when the device could not be reached: say how it was made
         "measured_on": m.get("measured_on", "device"), "emulation": m.get("emulation"),
         "skipped": m.get("skipped", {}), "calibration": m.get("calibration"),
+        # how far the fresh sessions' medians spread: a figure is only as good as this
+        "repeatability": {n: st.repeatability for n, st in stats.items()},
+        "unrepeatable": m.get("unrepeatable", {}), "cpu_affinity": m.get("cores"),
         "predictor": ctx.predictor.to_json() if ctx.predictor else None,
     }  # fmt: skip
 

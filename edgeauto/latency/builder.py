@@ -25,12 +25,14 @@ from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import Runtime, get_runtime
 from edgeauto.fileio import locked
 from edgeauto.killpoints import kill_point
+from edgeauto.latency.cores import survey
 from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
 from edgeauto.latency.store import load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance, WholeModelRun
 from edgeauto.spaces.base import Arch, SearchSpace
 from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import Stem, block_for_key
+from edgeauto.timing import allowed_cores
 from edgeauto.version import __version__
 
 Progress = Callable[[int, int, OpKey | None], None]
@@ -73,7 +75,7 @@ class BlockTimer:
 
     def _measure(self, artifacts: list[Path]) -> list[LatencyStat]:
         s = self.settings
-        return self.runner.measure_many(artifacts, self.threads, s.runs, s.warmup, s.rounds)
+        return self.runner.measure_all(artifacts, self.threads, s.runs, s.warmup, s.rounds)
 
     def time_module(self, module: nn.Module, input_shape: tuple[int, int, int]) -> LatencyStat:
         """Export, convert and time ``module`` for a batch-1 input of ``input_shape``."""
@@ -126,8 +128,10 @@ def new_table(
     space: str,
     s: TimingSettings,
     info: DeviceInfo | None = None,
+    cores: tuple[int, ...] | None = None,
 ) -> LatencyTable:
-    """An empty table whose provenance names the device's CPU and runtime version.
+    """An empty table whose provenance names the device's CPU, runtime version and the cores
+    its figures are timed on.
 
     ``info`` is what the device's runner reported (:meth:`Runner.describe`); without it the
     figures come from this machine (local devices) or the profile's spec.
@@ -139,9 +143,17 @@ def new_table(
         device=profile.name, cpu_model=info.cpu_model, runtime=runtime.name,
         runtime_version=info.runtime_version, threads=profile.threads, runs=s.runs * s.rounds,
         warmup=s.warmup, space=space, date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        edgeauto_version=__version__,
+        edgeauto_version=__version__, cpu_affinity=list(cores) if cores else None,
+        core_speeds_ms=_core_speeds(profile, runtime) if cores else None,
     )  # fmt: skip
     return LatencyTable(prov)
+
+
+def _core_speeds(profile: DeviceProfile, runtime: Runtime) -> dict[str, float] | None:
+    """The survey behind ``cpu_affinity: auto`` (None for listed cores)."""
+    if profile.cpu_affinity != "auto" or len(allowed_cores()) <= profile.threads:
+        return None
+    return {str(c): ms for c, ms in survey(runtime.name).speeds_ms.items()}
 
 
 def check_compatible(
@@ -150,10 +162,12 @@ def check_compatible(
     runtime: Runtime,
     space: str | None = None,
     runtime_version: str | None = None,
+    cores: tuple[int, ...] | None = None,
 ) -> None:
     """A table is used and extended only with measurements taken the same way: same device,
-    runtime, threads and (when given) space and runtime version."""
+    runtime, threads, cores and (when given) space and runtime version."""
     p = table.provenance
+    check_cores(table, cores)
     if (p.device, p.runtime, p.threads) != (profile.name, runtime.name, profile.threads):
         raise ConfigError(
             f"latency table {table.path} was measured for ({p.device}, {p.runtime}, {p.threads} "
@@ -171,6 +185,21 @@ def check_compatible(
             f"{runtime_version} runs here; numbers of two versions must not mix: delete the "
             f"table and re-run edgeauto profile, or install {p.runtime} {p.runtime_version}"
         )
+
+
+def check_cores(table: LatencyTable, cores: tuple[int, ...] | None) -> None:
+    """A measured table is used only on the cores it was timed on (two cores of one machine
+    differ by up to 1.6x): one line naming the fix otherwise. Imported tables are exempt."""
+    p = table.provenance
+    built = tuple(p.cpu_affinity) if p.cpu_affinity else None
+    if p.imported or cores is None or built == cores:
+        return
+    was = f"on cores {list(built)}" if built else "unpinned"
+    raise ConfigError(
+        f"latency table {table.path} was timed {was}, but {p.device} now times on cores "
+        f"{list(cores)}; set cpu_affinity: {list(built) if built else list(cores)} in the "
+        f"profile, or rebuild the table (delete it, or pass another --tables folder)"
+    )
 
 
 def fill_table(
@@ -228,8 +257,8 @@ def merge_saved(table: LatencyTable) -> None:
     mine, theirs = table.provenance, disk.provenance if disk else None
     if disk is None or theirs is None:
         return
-    if (theirs.device, theirs.runtime, theirs.threads, theirs.space) != (
-        mine.device, mine.runtime, mine.threads, mine.space
+    if (theirs.device, theirs.runtime, theirs.threads, theirs.space, theirs.cpu_affinity) != (
+        mine.device, mine.runtime, mine.threads, mine.space, mine.cpu_affinity
     ):  # fmt: skip
         return
     for key, stat in disk.entries.items():
@@ -259,11 +288,12 @@ def open_device_table(
     table = load_if_exists(path)
     if table is None:
         info = timer.runner.describe()
-        table = new_table(profile, timer.runtime, space, timer.settings, info)
+        cores = timer.runner.cores
+        table = new_table(profile, timer.runtime, space, timer.settings, info, cores)
         table.path = path
     # Only this machine's runtime version is known without a round trip to the device.
     version = timer.runtime.version() if profile.connection.kind == "local" else None
-    check_compatible(table, profile, timer.runtime, space, version)
+    check_compatible(table, profile, timer.runtime, space, version, timer.runner.cores)
     return table
 
 

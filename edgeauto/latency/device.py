@@ -17,6 +17,7 @@ from edgeauto.latency.builder import (
     open_device_table,
 )
 from edgeauto.latency.choose import for_profile
+from edgeauto.latency.cores import resolve_cores
 from edgeauto.latency.importers import usable_imported
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.roofline import warn_below_floor
@@ -48,7 +49,8 @@ def open_table(
                 f"edgeauto profile --device {profile.name} --space {space.name}"
             )
         if not usable_imported(table, profile):
-            check_compatible(table, profile, get_runtime(profile.runtime), space.name)
+            runtime, cores = get_runtime(profile.runtime), resolve_cores(profile)
+            check_compatible(table, profile, runtime, space.name, cores=cores)
     warn_below_floor(table, profile)  # faster than physics allows: flagged, not rejected
     missing = table.missing(space.all_keys())
     if missing and timer is not None:

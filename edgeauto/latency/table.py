@@ -29,6 +29,9 @@ class Provenance:
     ms on import) and ``notes`` (the origin, and how its statistics map to ours). For them
     ``runtime`` is the source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when
     the source does not say; each entry's ``runs`` holds the source's count.
+
+    ``cpu_affinity`` lists the cores every figure was timed on (None: unpinned, or not said
+    by the source); ``core_speeds_ms`` is this machine's survey that chose them (``auto``).
     """
 
     device: str
@@ -46,6 +49,8 @@ class Provenance:
     source_files: dict[str, str] = field(default_factory=dict)
     source_units: str = ""
     notes: str = ""
+    cpu_affinity: list[int] | None = None
+    core_speeds_ms: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON; the import fields only when set, so measured tables keep their hash."""
@@ -56,6 +61,7 @@ class Provenance:
 # Fields added for imported tables, at the values a measured table has.
 _IMPORT_DEFAULTS: dict[str, Any] = {
     "imported": False, "source": "", "source_files": {}, "source_units": "", "notes": "",
+    "cpu_affinity": None, "core_speeds_ms": None,
 }  # fmt: skip
 
 
@@ -214,12 +220,12 @@ class LatencyTable(LatencyModel[OpKey]):
 
     # -- persistence -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        ov = asdict(self.overhead) if self.overhead else None
+        ov = self.overhead.to_json() if self.overhead else None
         items = sorted(self.entries.items())
         entries = [
             {
                 "key": k.to_json(),
-                **asdict(s),
+                **s.to_json(),
                 **({"estimated": True} if k in self.estimated else {}),
             }
             for k, s in items
@@ -283,7 +289,7 @@ class LatencyTable(LatencyModel[OpKey]):
             entries, estimated = {}, set()
             for e in data["entries"]:
                 key = _entry_key(e["key"], path)
-                stat = LatencyStat(e["median_ms"], e["p90_ms"], e["runs"])
+                stat = LatencyStat(e["median_ms"], e["p90_ms"], e["runs"], e.get("repeatability"))
                 entries[key] = _checked(stat, key.describe(), path)
                 if e.get("estimated"):
                     estimated.add(key)

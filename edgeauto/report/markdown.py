@@ -22,15 +22,20 @@ def _fmt(v: float) -> str:
 
 def latency_rows(lat: dict[str, Any]) -> list[str]:
     """Predicted vs measured, one row per runtime (and PyTorch eager); emulated rows say so."""
-    rows = [_row("runtime", "median ms", "p90 ms"), _row("---", "---:", "---:")]
+    head = "| runtime | median ms | p90 ms | repeatability |"
+    rows = [head, "| --- | ---: | ---: | ---: |"]
     how = (lat.get("predictor") or {}).get("name", "table")
-    rows.append(_row(f"predicted ({lat['runtime']}, {how})", _fmt(lat["predicted_ms"]), ""))
-    measured = lat["measured"]
+    rows.append(f"| predicted ({lat['runtime']}, {how}) | {_fmt(lat['predicted_ms'])} | | |")
+    measured, spreads = lat["measured"], lat.get("repeatability") or {}
     emulated = lat.get("measured_on") == "emulated"
     for key in sorted(k for k in measured if k.endswith("_ms") and not k.endswith("_p90_ms")):
         name = key[: -len("_ms")]
         label = f"{name} (**emulated**)" if emulated else name
-        rows.append(_row(label, _fmt(measured[key]), _fmt(measured[f"{name}_p90_ms"])))
+        rsd = spreads.get(name)  # relative stdev of the fresh sessions' medians
+        spread = f"±{rsd:.1%}" if rsd is not None else "n/a"
+        rows.append(
+            f"| {label} | {_fmt(measured[key])} | {_fmt(measured[f'{name}_p90_ms'])} | {spread} |"
+        )
     return rows
 
 
@@ -50,6 +55,13 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
         )
     for name, why in (lat.get("skipped") or {}).items():
         lines.append(f"Not timed on the device: {name} ({why}).")
+    if lat.get("cpu_affinity"):
+        lines.append(f"Timed on cores {', '.join(map(str, lat['cpu_affinity']))} only (pinned).")
+    for name, rsd in (lat.get("unrepeatable") or {}).items():
+        lines.append(
+            f"**Unsteady**: {name}'s fresh sessions still disagreed by {rsd:.1%} after "
+            "re-measuring; another load shared the device, so do not bet on this figure."
+        )
     cal = lat.get("calibration")
     if cal:
         how = (

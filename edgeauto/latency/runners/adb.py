@@ -27,7 +27,7 @@ from pathlib import Path
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.latency.runners.base import RUNNERS, DeviceInfo, Runner, check_counts
-from edgeauto.timing import LatencyStat
+from edgeauto.timing import LatencyStat, spread
 
 CALL_TIMEOUT_S = 3600
 BINARY = "benchmark_model"
@@ -91,11 +91,13 @@ def parse_benchmark_output(text: str) -> BenchmarkRun:
 
 
 def pooled(stats: Sequence[LatencyStat]) -> LatencyStat:
-    """Rounds of one model: medians of the rounds' medians and p90s, runs summed."""
+    """Rounds of one model: medians of the rounds' medians and p90s, runs summed, and how
+    much the rounds' medians spread (the figure's repeatability)."""
     return LatencyStat(
         statistics.median(s.median_ms for s in stats),
         statistics.median(s.p90_ms for s in stats),
         sum(s.runs for s in stats),
+        spread([s.median_ms for s in stats]),
     )
 
 
@@ -226,8 +228,10 @@ class AdbRunner(Runner):
         q, wd = shlex.quote, self.workdir
         flags = [f"--num_threads={threads}", f"--num_runs={runs}", f"--warmup_runs={warmup}"]
         parts = []
+        # taskset <hex mask>, as TFLite's benchmark guide pins a phone's big cores (toybox has it)
+        pin = ["taskset", format(sum(1 << c for c in self.cores), "x")] if self.cores else []
         for n in names:
-            run = " ".join(q(w) for w in (self.remote_binary, f"--graph={wd}/{n}", *flags))
+            run = " ".join(q(w) for w in (*pin, self.remote_binary, f"--graph={wd}/{n}", *flags))
             parts += [f"echo {MARK} {n}; {run} 2>&1"] * rounds
         parts.append("rm -f " + " ".join(q(f"{wd}/{n}") for n in names))
         return "; ".join(parts)

@@ -14,12 +14,13 @@ from edgeauto.latency.runners.base import (
     check_counts,
     runtime_of,
 )
-from edgeauto.timing import LatencyStat
+from edgeauto.timing import LatencyStat, pinned
 
 
 @RUNNERS.register("local")
 class LocalRunner(Runner):
-    """Times artifacts in this process with :meth:`edgeauto.export.runtimes.Runtime.measure`."""
+    """Times artifacts in this process with :meth:`edgeauto.export.runtimes.Runtime.measure`,
+    pinned to the profile's cores (``os.sched_setaffinity`` around each session)."""
 
     kind = "local"
     batch_size = 1  # no round trip to save: per-key progress and saves
@@ -28,10 +29,11 @@ class LocalRunner(Runner):
         self, artifacts: Sequence[Path], threads: int, runs: int, warmup: int, rounds: int = 1
     ) -> list[LatencyStat]:
         check_counts(runs, warmup, rounds)
-        return [
-            get_runtime(runtime_of(a)).measure(Path(a), threads, runs, warmup, rounds)
-            for a in artifacts
-        ]
+        with pinned(self.cores):
+            return [
+                get_runtime(runtime_of(a)).measure(Path(a), threads, runs, warmup, rounds)
+                for a in artifacts
+            ]
 
     def describe(self) -> DeviceInfo:
         return DeviceInfo(host_cpu_name(), get_runtime(self.profile.runtime).version())

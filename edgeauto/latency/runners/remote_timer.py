@@ -22,6 +22,7 @@ import time
 
 MISSING = 3
 BAD_MODEL = 4
+BAD_CORES = 5
 # (module to import, distribution name) in order of preference for .tflite models.
 LITERT_MODULES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -181,6 +182,11 @@ def time_models(args):
     except ImportError:
         fail(MISSING, "missing_runtime", "no numpy: pip install numpy")
     makers = [session_factory(p) for p in args.models]  # a missing runtime fails before timing
+    if args.cores:  # sessions created from here on, and their threads, run on these cores
+        try:
+            os.sched_setaffinity(0, {int(c) for c in args.cores.split(",")})
+        except (AttributeError, OSError, ValueError) as exc:
+            fail(BAD_CORES, "bad_cores", "cannot pin to cores " + args.cores + ": " + str(exc))
     results = []
     for path, make in zip(args.models, makers):
         try:
@@ -202,6 +208,7 @@ def main():
     t.add_argument("--runs", type=int, required=True)
     t.add_argument("--warmup", type=int, required=True)
     t.add_argument("--rounds", type=int, default=1)
+    t.add_argument("--cores", default="")
     t.add_argument("models", nargs="+")
     args = parser.parse_args()
     if args.command == "describe":

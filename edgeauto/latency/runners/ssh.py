@@ -162,6 +162,8 @@ class SshRunner(Runner):
         # Names on the board are ours (m0.tflite, ...): local names may clash or need quoting.
         staged = {f"m{i}{Path(a).suffix}": Path(a) for i, a in enumerate(artifacts)}
         args = ["time", "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup)]
+        if self.cores:  # the script pins itself (os.sched_setaffinity), as taskset -c would
+            args += ["--cores", ",".join(map(str, self.cores))]
         answer = self.call([*args, "--rounds", str(rounds), *staged], staged)
         return self._stats(answer, list(staged), runs)
 
@@ -179,6 +181,11 @@ class SshRunner(Runner):
             return explain_ssh_failure(self.target, stderr, self.known_hosts, self.conn.port)
         if answer and answer.get("error") == "missing_runtime":
             return f"{self.target}: {answer['message']} on the board for {self.conn.python}"
+        if answer and answer.get("error") == "bad_cores":
+            return (
+                f"{self.target}: {answer['message']}; fix cpu_affinity in the profile to cores "
+                "the board has"
+            )
         if answer and answer.get("error") == "bad_model":
             return f"{self.target} cannot run {answer['message']}; re-export the model"
         if rc == RC_NO_PYTHON:
