@@ -54,18 +54,11 @@ def profile(
     """Time every block of SPACE on DEVICE (local, ssh, adb); write or extend its table."""
     # Blocks are converted here and timed on the device by its runner. An interrupted run
     # keeps every finished batch: the same command again measures only what is missing.
-    from edgeauto.devices.profile import load_profile
     from edgeauto.jobs.profile import build_table
     from edgeauto.progress import RichReporter
 
-    devices = device or ["host"]
     try:
-        if len(devices) > 1 and host:
-            raise ConfigError(
-                "--host names one board; with several --device give each board its host in "
-                "its profile YAML (connection.host)"
-            )
-        profs = [_with_overrides(load_profile(d), host, key, known_hosts) for d in devices]
+        profs = _load_devices(device or ["host"], host, key, known_hosts)
         shape, n = parse_shape(input_shape, classes, dataset)
         if validate < 0:
             raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
@@ -79,6 +72,20 @@ def profile(
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
     if validate:
         _print_validation(table)
+
+
+def _load_devices(
+    devices: list[str], host: str | None, key: str | None, known_hosts: str | None
+) -> list[DeviceProfile]:
+    """Each ``--device``'s profile with the ssh overrides applied (``--host``: one board)."""
+    from edgeauto.devices.profile import load_profile
+
+    if len(devices) > 1 and host:
+        raise ConfigError(
+            "--host names one board; with several --device give each board its host in "
+            "its profile YAML (connection.host)"
+        )
+    return [_with_overrides(load_profile(d), host, key, known_hosts) for d in devices]
 
 
 def _profile_fleet(
