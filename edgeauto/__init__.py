@@ -1,6 +1,7 @@
 """edgeauto: hardware-aware architecture search and compression for edge devices.
 
-The public API: :func:`run` and the core nouns. Everything else is an implementation detail.
+The public API: :func:`run`, :func:`compress`, :func:`profile` and the core nouns. Everything
+else is an implementation detail.
 """
 
 from edgeauto.budget import Budget
@@ -32,6 +33,7 @@ from edgeauto.errors import (
 )  # fmt: skip
 from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.jobs.compress import compress
+from edgeauto.jobs.fleet import BoardResult, profile
 from edgeauto.jobs.run import run
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.manifest import Manifest
@@ -50,6 +52,6 @@ __all__ = [
     "RunConfig", "RunDirError", "RunnerError", "Runtime", "SearchProblem", "SearchResult",
     "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed", "OverBudget", "Budget",
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
-    "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress",
+    "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress", "profile", "BoardResult",
     "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",
 ]  # fmt: skip

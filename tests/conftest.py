@@ -1,4 +1,5 @@
-"""Shared fixtures: one real latency table for the micro space, digits data, a trained model.
+"""Shared fixtures: one real latency table for the micro space, digits data, a trained model,
+throwaway OpenSSH servers on 127.0.0.1 (the ssh runner's boards).
 
 The table is measured once per session with the real LiteRT runtime on this machine (about
 20 s for the 21 keys of ``fbnet-micro`` at the digits shape) and written to a temp folder,
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from edgeauto.latency.table import LatencyTable
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import Arch, SearchSpace, get_space
 from edgeauto.spaces.layerwise import LayerwiseSpace
+from edgeauto.testing.sshd import ThrowawaySshd, keygen, sshd_unavailable
 from edgeauto.train import TrainConfig, fit
 
 
@@ -106,3 +109,38 @@ def cli():
         return runner.invoke(app, list(args))
 
     return invoke
+
+
+# -- an OpenSSH server on 127.0.0.1 (the ssh runner's "board" is this machine) -------------
+
+
+@pytest.fixture(scope="session")
+def ssh_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throwaway client key pair shared by the session's servers; the private key's path."""
+    if why := sshd_unavailable():
+        pytest.skip(why)
+    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture(scope="session")
+def new_server(
+    tmp_path_factory: pytest.TempPathFactory, ssh_keys: Path
+) -> Iterator[Callable[[], ThrowawaySshd]]:
+    """Start more servers (for tests that stop or re-key theirs); all stop at session end."""
+    servers: list[ThrowawaySshd] = []
+
+    def make() -> ThrowawaySshd:
+        server = ThrowawaySshd(tmp_path_factory.mktemp("sshd"), ssh_keys)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(new_server: Callable[[], ThrowawaySshd]) -> ThrowawaySshd:
+    """The session's shared server: tests must not stop or re-key it."""
+    return new_server()

@@ -14,7 +14,6 @@ import getpass
 import json
 import shlex
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +47,7 @@ from edgeauto.latency.store import table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.spaces import get_space
 from edgeauto.spaces.modules import Stem
-from edgeauto.testing.sshd import SSHD, ThrowawaySshd, free_port, keygen, sshd_unavailable
+from edgeauto.testing.sshd import SSHD, ThrowawaySshd, free_port, keygen
 
 DATA = Path(__file__).parent / "data" / "benchmark_model"
 SHAPE = (1, 8, 8)
@@ -59,39 +58,7 @@ needs_sshd = pytest.mark.skipif(
 )
 
 
-# -- an OpenSSH server on 127.0.0.1 -------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def ssh_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A throwaway client key pair shared by the session's servers; the private key's path."""
-    if why := sshd_unavailable():
-        pytest.skip(why)
-    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
-
-
-@pytest.fixture(scope="session")
-def new_server(
-    tmp_path_factory: pytest.TempPathFactory, ssh_keys: Path
-) -> Iterator[Callable[[], ThrowawaySshd]]:
-    """Start more servers (for tests that stop or re-key theirs); all stop at session end."""
-    servers: list[ThrowawaySshd] = []
-
-    def make() -> ThrowawaySshd:
-        server = ThrowawaySshd(tmp_path_factory.mktemp("sshd"), ssh_keys)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def sshd(new_server: Callable[[], ThrowawaySshd]) -> ThrowawaySshd:
-    """The session's shared server: tests must not stop or re-key it."""
-    return new_server()
+# -- an OpenSSH server on 127.0.0.1 (fixtures ssh_keys, new_server, sshd: conftest.py) ------
 
 
 def board_profile(server: ThrowawaySshd, key: Path, workdir: Path, **conn: object) -> DeviceProfile:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeauto.cli.common import fail, out, parse_shape
+from edgeauto.cli.common import err, fail, out, parse_shape
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
 
 def profile(
-    device: Annotated[str, typer.Option(help="Device profile name or YAML path.")] = "host",
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Device profile name or YAML path; repeat for a fleet of boards, profiled "
+            "at once (one Ray actor each).",
+            show_default="host",
+        ),
+    ] = None,
     space: Annotated[str, typer.Option(help="Search space to profile.")] = "fbnet-lite",
     dataset: Annotated[
         str, typer.Option(help="Dataset whose input shape to profile for.")
@@ -47,22 +54,61 @@ def profile(
     """Time every block of SPACE on DEVICE (local, ssh, adb); write or extend its table."""
     # Blocks are converted here and timed on the device by its runner. An interrupted run
     # keeps every finished batch: the same command again measures only what is missing.
-    from edgeauto.devices.profile import load_profile
     from edgeauto.jobs.profile import build_table
     from edgeauto.progress import RichReporter
 
     try:
-        prof = _with_overrides(load_profile(device), host, key, known_hosts)
+        profs = _load_devices(device or ["host"], host, key, known_hosts)
         shape, n = parse_shape(input_shape, classes, dataset)
         if validate < 0:
             raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
         root = Path(tables) if tables else None
-        table = build_table(prof, space, shape, n, root, validate, RichReporter())
+        if len(profs) > 1:
+            _profile_fleet(profs, space, shape, n, root, validate)
+            return
+        table = build_table(profs[0], space, shape, n, root, validate, RichReporter())
     except EdgeAutoError as exc:
         fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
     if validate:
         _print_validation(table)
+
+
+def _load_devices(
+    devices: list[str], host: str | None, key: str | None, known_hosts: str | None
+) -> list[DeviceProfile]:
+    """Each ``--device``'s profile with the ssh overrides applied (``--host``: one board)."""
+    from edgeauto.devices.profile import load_profile
+
+    if len(devices) > 1 and host:
+        raise ConfigError(
+            "--host names one board; with several --device give each board its host in "
+            "its profile YAML (connection.host)"
+        )
+    return [_with_overrides(load_profile(d), host, key, known_hosts) for d in devices]
+
+
+def _profile_fleet(
+    profs: list[DeviceProfile],
+    space: str,
+    shape: tuple[int, int, int],
+    n: int,
+    root: Path | None,
+    validate: int,
+) -> None:
+    """Several boards at once: one line per board as it finishes; exit 2 if any failed."""
+    from edgeauto.jobs.fleet import BoardResult, profile_fleet
+
+    def line(r: BoardResult) -> None:
+        if r.ok:
+            done = f"{r.entries} entries ({r.measured} measured, {r.wall_s:.1f} s): {r.path}"
+            out.print(f"{r.device}: {done}", markup=False, highlight=False)
+        else:
+            err.print(f"{r.device}: error: {r.error}", markup=False, highlight=False)
+
+    results = profile_fleet(profs, space, shape, n, root, validate, on_result=line)
+    if not all(r.ok for r in results):  # each failure was its board's line
+        raise typer.Exit(2)
 
 
 def _with_overrides(
