@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run test lint format bench bench-prune bench-smbo bench-dnas bench-pipeline clean
+.PHONY: install install-nni run test lint format tables bench bench-prune bench-smbo bench-dnas bench-pipeline clean
 
 install: $(STAMP)
 
@@ -37,6 +37,22 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format edgeauto tests benchmarks examples
 	$(VENV)/bin/ruff check --fix edgeauto tests benchmarks examples
+
+# The published tables shipped in hw_latency/, imported again from ../shared/data/luts with
+# `edgeauto lut import` (provenance: origin, SHA-256 of the source bytes, units). The output
+# is deterministic (the date is the source's), so this reproduces the committed files; the
+# FBNet Pi 4 table (TensorFlow 2 eager) is converted to LiteRT with the overhead model kept in
+# hw_latency/conversions/ (edgeauto/latency/conversion.py). Host tables stay out of git.
+LUTS     ?= ../shared/data/luts
+EDGEAUTO ?= $(VENV)/bin/edgeauto
+tables: install
+	EDGEAUTO_TABLES=hw_latency $(EDGEAUTO) lut import --format ofa-yaml $(LUTS)/ofa-note10 \
+		--device samsung-note10 --space ofa-mbv3 --input-shape 3,224,224 --classes 1000 \
+		--origin mit-han-lab/once-for-all@698a5c1/tutorial/checkpoints/latency_table@note10
+	EDGEAUTO_TABLES=hw_latency $(EDGEAUTO) lut import --format fbnet-json \
+		$(LUTS)/fbnet-raspi4/lookup_table_pi.json --device raspberry-pi-4 --space fbnet-cifar \
+		--input-shape 3,32,32 --classes 10 --origin jh88/fbnet@5bd12ab/lookup_table_pi.json \
+		--convert-to litert
 
 bench: install
 	$(PY) benchmarks/latency_predictor.py --json runs/bench-latency.json

@@ -38,11 +38,30 @@ def import_table_cmd(
     estimate: Annotated[
         bool, typer.Option(help="Estimate fixed blocks the source never measured.")
     ] = True,
+    origin: Annotated[
+        str, typer.Option(help="Where the source is published: owner/repo@commit/path.")
+    ] = "",
+    convert_to: Annotated[
+        str | None,
+        typer.Option(
+            help="Convert a table timed with another runtime (FBNet's TensorFlow 2 eager) to "
+            "this one (the device's: litert), with the overhead model measured on this machine "
+            "(<tables>/conversions/; measured first when absent, a few minutes). Without it "
+            "such a table is refused for prediction."
+        ),
+    ] = None,
 ) -> None:
-    """Convert a published per-layer table into DEVICE's latency table for SPACE."""
+    """Convert a published per-layer table into DEVICE's latency table for SPACE.
+
+    The table keeps its source's runtime; a table whose runtime is not the device's
+    (jh88/fbnet's TensorFlow 2 eager for the LiteRT raspberry-pi-4) is refused by runs
+    unless imported with --convert-to (see edgeauto/latency/conversion.py).
+    """
     from edgeauto.devices.profile import load_profile
-    from edgeauto.latency.importers import FORMATS, ImportTarget, import_table
-    from edgeauto.latency.store import table_path
+    from edgeauto.latency.conversion import load_or_measure
+    from edgeauto.latency.importers import FORMATS, IMPORTERS, ImportTarget, import_table
+    from edgeauto.latency.store import table_path, tables_dir
+    from edgeauto.spaces import get_space
 
     try:
         for flag, value in (("--format", fmt), ("--device", device), ("--space", space)):
@@ -54,7 +73,12 @@ def import_table_cmd(
         profile = load_profile(device)  # type: ignore[arg-type]
         shape, n = parse_shape(input_shape, classes, dataset)
         target_file = Path(out_file) if out_file else table_path(profile, space)  # type: ignore[arg-type]
-        target = ImportTarget(profile, space, shape, n, target_file, estimate)  # type: ignore[arg-type]
+        model = None
+        if convert_to:
+            src_rt = IMPORTERS.get(fmt).runtime if fmt in IMPORTERS else ""  # type: ignore[arg-type]
+            sp = get_space(space, shape, n)  # type: ignore[arg-type]
+            model = load_or_measure(sp, src_rt, convert_to, tables_dir())
+        target = ImportTarget(profile, space, shape, n, target_file, estimate, origin, model)  # type: ignore[arg-type]
         report = import_table(fmt, path, target)  # type: ignore[arg-type]
     except EdgeAutoError as exc:
         fail(exc)

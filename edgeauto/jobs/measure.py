@@ -23,9 +23,10 @@ from edgeauto.latency.builder import (
     fill_table,
     make_timer,
     open_device_table,
+    validate_table,
 )
 from edgeauto.latency.calibration.history import calibration_factor, record_verification
-from edgeauto.latency.emulation import expected_error, fit_emulation
+from edgeauto.latency.emulation import MIN_NETWORKS, expected_error, fit_emulation
 from edgeauto.latency.runners import get_runner
 from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.latency.worst_case import Member
@@ -179,6 +180,8 @@ def _emulate(
     try:
         host_table = open_device_table(host, ctx.space.name, timer, _tables_root(ctx))
         fill_table(host_table, keys, timer)
+        if (short := MIN_NETWORKS - len(host_table.validation)) > 0:  # the expected error's data
+            validate_table(host_table, ctx.space, timer, short)
     finally:
         timer.close()
     fit = fit_emulation(ctx.table, host_table)
@@ -190,6 +193,8 @@ def _emulate(
         "host_p90_ms": host_stat.p90_ms, "host_repeatability": host_stat.repeatability,
         "host_cores": list(runner.cores or ()), "host_table": str(host_table.path), **fit.to_json(),
         "expected_error": expected_error(fit, ctx.table, host_table),
+        "expected_error_networks": len(host_table.validation),
+        "table_conversion": ctx.table.provenance.conversion or None,
     }  # fmt: skip
     ctx.measurement.update(
         measured_on="emulated", cpu=ctx.table.provenance.cpu_model, emulation=emulation

@@ -99,6 +99,8 @@ def _table_json(ctx: Context) -> dict[str, Any]:
         "kind": "blocks", "path": str(ctx.table.path), "copy": str(table_copy),
         "sha256": ctx.table.sha256(), "entries": len(ctx.table.entries),
         "measured_on_demand": ctx.predictor.measured_on_demand,
+        # an imported table converted from its source's runtime (edgeauto.latency.conversion)
+        "conversion": ctx.table.provenance.conversion or None,
     }  # fmt: skip
 
 

@@ -49,6 +49,7 @@ import yaml
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, TableImportError
 from edgeauto.fileio import sha256_file
+from edgeauto.latency.conversion import OverheadModel, check_runtime, convert_table
 from edgeauto.latency.roofline import check_floor, floor_ms, has_roofline
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.registry import Registry
@@ -80,6 +81,7 @@ class FileReport:
     entries: int
     mapped: int
     unmapped: list[str] = field(default_factory=list)
+    modified: float = 0.0  # the file's modification time (the source's date)
 
 
 @dataclass
@@ -125,6 +127,17 @@ def _listed(title: str, keys: list[OpKey]) -> list[str]:
 
 
 # -- shared checks -------------------------------------------------------------------------
+
+
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
+def source_date(files: list[FileReport]) -> str:
+    """The source's date: its newest file's modification time (UTC), never the import's, so
+    that importing the same files again writes the same table."""
+    newest = max((f.modified for f in files), default=0.0)
+    return dt.datetime.fromtimestamp(newest, dt.UTC).isoformat(timespec="seconds")
 
 
 def _number(path: Path, where: str, name: str, value: Any, positive: bool = True) -> float:
@@ -241,7 +254,7 @@ def _read_yaml(path: Path) -> dict[Any, Any]:
 def read_ofa_file(path: Path, samples: dict[OpKey, list[Sample]]) -> FileReport:
     """Add the samples of one OFA YAML file to ``samples``; report what did not map."""
     data = _read_yaml(path)
-    report = FileReport(path.name, sha256_file(path), len(data), 0)
+    report = FileReport(path.name, sha256_file(path), len(data), 0, modified=_mtime(path))
     for name, value in data.items():
         sample = _ofa_sample(path, str(name), value)
         try:
@@ -351,7 +364,7 @@ def read_fbnet(path: Path, space: SearchSpace) -> tuple[dict[OpKey, list[Sample]
         )
     data = _read_json(path)
     _check_fbnet_shape(path, data, _fbnet_expected(space))
-    report = FileReport(path.name, sha256_file(path), 0, 0)
+    report = FileReport(path.name, sha256_file(path), 0, 0, modified=_mtime(path))
     samples: dict[OpKey, list[Sample]] = {}
     layers = space.searchable_layers()
     for offset, (stage, j) in enumerate(layers):
@@ -426,6 +439,9 @@ class ImportTarget:
     num_classes: int
     out: Path
     estimate: bool = True
+    origin: str = ""  # the published file's owner/repo@commit/path, recorded as given
+    # Convert to the profile's runtime with this measured model (edgeauto.latency.conversion)
+    convert: OverheadModel | None = None
 
 
 _STATS_NOTE = (
@@ -458,10 +474,9 @@ class Importer(abc.ABC):
         return Provenance(
             device=target.profile.name, cpu_model=target.profile.spec.cpu, runtime=self.runtime,
             runtime_version="unknown", threads=0, runs=0, warmup=0, space=target.space,
-            date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            edgeauto_version=__version__, imported=True, source=f"{self.name} {path}",
-            source_files={f.name: f.sha256 for f in files}, source_units=self.units,
-            notes=self.notes + _STATS_NOTE,
+            date=source_date(files), edgeauto_version=__version__, imported=True,
+            source=f"{self.name} {path}", source_files={f.name: f.sha256 for f in files},
+            source_units=self.units, notes=self.notes + _STATS_NOTE, origin=target.origin,
         )  # fmt: skip
 
 
@@ -543,6 +558,8 @@ def import_table(fmt: str, path: str | Path, target: ImportTarget) -> ImportRepo
     samples, files = importer.read(path, target.space)
     table = LatencyTable(importer.provenance(path, target, files))
     table.entries = {key: pool(found) for key, found in samples.items()}
+    if target.convert is not None:  # before the estimates: they are fitted on these entries
+        convert_table(table, target.convert, target.profile)
     needed = space.all_keys()
     if not needed & set(table.entries):
         raise TableImportError(
@@ -562,6 +579,11 @@ def usable_imported(table: LatencyTable, profile: DeviceProfile) -> bool:
 
     An imported table's runtime is its source's ("tflite", "tensorflow2-eager"), so the
     measured-table check (``builder.check_compatible``) rejects it; predicting from it is
-    what it is for. It must never be extended with new measurements (that would mix sources).
+    what it is for, once its runtime is the profile's (:func:`check_runtime`: a table of
+    another runtime is refused unless converted). It must never be extended with new
+    measurements (that would mix sources).
     """
-    return table.provenance.imported and table.provenance.device == profile.name
+    if not (table.provenance.imported and table.provenance.device == profile.name):
+        return False
+    check_runtime(table, profile)
+    return True

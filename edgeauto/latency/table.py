@@ -28,7 +28,12 @@ class Provenance:
     ``source_files`` (file name -> SHA-256 of the bytes read), ``source_units`` (converted to
     ms on import) and ``notes`` (the origin, and how its statistics map to ours). For them
     ``runtime`` is the source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when
-    the source does not say; each entry's ``runs`` holds the source's count.
+    the source does not say; each entry's ``runs`` holds the source's count. ``origin`` is
+    the published file's ``owner/repo@commit/path``, and ``date`` the source's own date (its
+    files' modification time), so that importing the same bytes again gives the same file.
+    ``conversion`` is set on a table converted to another runtime
+    (:mod:`edgeauto.latency.conversion`): the runtime it was timed with and the overhead
+    model that mapped it.
 
     ``cpu_affinity`` lists the cores every figure was timed on (None: unpinned, or not said
     by the source); ``core_speeds_ms`` is this machine's survey that chose them (``auto``).
@@ -51,6 +56,8 @@ class Provenance:
     notes: str = ""
     cpu_affinity: list[int] | None = None
     core_speeds_ms: dict[str, float] | None = None
+    origin: str = ""
+    conversion: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON; the import fields only when set, so measured tables keep their hash."""
@@ -62,6 +69,7 @@ class Provenance:
 _IMPORT_DEFAULTS: dict[str, Any] = {
     "imported": False, "source": "", "source_files": {}, "source_units": "", "notes": "",
     "cpu_affinity": None, "core_speeds_ms": None,
+    "origin": "", "conversion": {},
 }  # fmt: skip
 
 

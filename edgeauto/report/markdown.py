@@ -50,8 +50,9 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
             f"{lat['runtime']} = {e['fixed_ms']:.4f} ms + {e['scale']:.3f} x this machine's "
             f"{_fmt(e['host_ms'])} ms ({e['host_cpu']}, {e['host_threads']} threads), a "
             f"device/host law fitted on the {e['shared']} blocks both tables share; fit error "
-            f"{e['rmspe']:.1%} (RMSPE of those blocks), expected error on a whole network "
-            f"{e['expected_error']:.1%}."
+            f"{e['rmspe']:.1%} (RMSPE of those blocks); expected error on a whole network "
+            f"{e['expected_error']:.1%}, measured on {e.get('expected_error_networks', '?')} "
+            "whole networks timed on this machine against the device's table."
         )
     for name, why in (lat.get("skipped") or {}).items():
         lines.append(f"Not timed on the device: {name} ({why}).")
@@ -108,10 +109,17 @@ def _model_line(m: dict[str, Any]) -> str:
 def _table_line(t: dict[str, Any]) -> str:
     if t.get("kind") == "layers":
         return f"Latency: the model's layers, each measured on the device (`{t['copy']}`)."
-    return (
+    line = (
         f"Table: `{t['path']}` ({t['entries']} entries, "
         f"{t['measured_on_demand']} measured during this run)."
     )
+    if c := t.get("conversion"):
+        line += (
+            f" **Converted** from {c['from_runtime']} to {c['to_runtime']} with an overhead "
+            f"model measured on {c['measured_on']} (eager/LiteRT kernel ratio "
+            f"{c['scale']:.2f}; see edgeauto/latency/conversion.py)."
+        )
+    return line
 
 
 def search_curve_lines(search: dict[str, Any] | None) -> list[str]:
