@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeauto.cli.common import fail, out, parse_shape
+from edgeauto.cli.common import Precision, fail, out, parse_shape
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def profile(
     known_hosts: Annotated[
         str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
     ] = None,
+    precision: Precision = "fp32",
     validate: Annotated[
         int,
         typer.Option(
@@ -57,7 +58,7 @@ def profile(
         if validate < 0:
             raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
         root = Path(tables) if tables else None
-        table = build_table(prof, space, shape, n, root, validate, RichReporter())
+        table = build_table(prof, space, shape, n, root, validate, RichReporter(), precision)
     except EdgeAutoError as exc:
         fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")

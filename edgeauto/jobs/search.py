@@ -68,6 +68,8 @@ class SearchJob:
         """What the study's answer depends on (checked on resume)."""
         c = self.config
         options = {"warm_start": c.warm_start, "beam": c.beam}
+        if c.precision != "fp32":  # only then: studies recorded before it resume as they were
+            options["precision"] = c.precision
         return StudySpec(
             c.strategy, c.space, c.dataset, c.device, c.latency_ms, c.trials, c.seed,
             study_objective(c).to_json(), options, c.tables,
@@ -166,7 +168,8 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     profile = load_profile(c.device)
     data = cached_dataset(c.dataset, c.seed)
     space = get_space(c.space, data.input_shape, data.num_classes)
-    _table, predictor = open_table(profile, space, reporter, Path(c.tables) if c.tables else None)
+    root = Path(c.tables) if c.tables else None
+    _table, predictor = open_table(profile, space, reporter, root, c.precision)
     return SearchProblem(
         space, predictor, c.latency_ms, lambda a: 0.0, trials=c.trials, seed=c.seed,
         device=profile.name, profile=profile,

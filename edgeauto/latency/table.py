@@ -29,6 +29,9 @@ class Provenance:
     ms on import) and ``notes`` (the origin, and how its statistics map to ours). For them
     ``runtime`` is the source's runtime, and ``threads``, ``runs`` and ``warmup`` are 0 when
     the source does not say; each entry's ``runs`` holds the source's count.
+
+    ``precision`` is what the blocks were converted to (``fp32``, or ``int8``: full-integer
+    LiteRT models); tables written before the field existed were fp32 and load as such.
     """
 
     device: str
@@ -46,17 +49,21 @@ class Provenance:
     source_files: dict[str, str] = field(default_factory=dict)
     source_units: str = ""
     notes: str = ""
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON; the import fields only when set, so measured tables keep their hash."""
+        """Plain JSON; the import fields and precision only when not at their defaults, so
+        measured fp32 tables keep their hash."""
         data = asdict(self)
-        return {k: v for k, v in data.items() if _IMPORT_DEFAULTS.get(k, ...) != v}
+        return {k: v for k, v in data.items() if _OMITTED_DEFAULTS.get(k, ...) != v}
 
 
 # Fields added for imported tables, at the values a measured table has.
 _IMPORT_DEFAULTS: dict[str, Any] = {
     "imported": False, "source": "", "source_files": {}, "source_units": "", "notes": "",
 }  # fmt: skip
+# Fields written only when they differ from these (older tables lack them).
+_OMITTED_DEFAULTS: dict[str, Any] = {**_IMPORT_DEFAULTS, "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,8 @@ class LatencyTable(LatencyModel[OpKey]):
                 f"edgeauto lut import --format {fmt} {where} --device {p.device} "
                 f"--space {p.space} --dataset <the dataset you run on>"
             )
-        return f"edgeauto profile --device {p.device} --space {p.space}"
+        int8 = " --precision int8" if p.precision == "int8" else ""
+        return f"edgeauto profile --device {p.device} --space {p.space}{int8}"
 
     def _miss_message(self, key: OpKey) -> str:
         near = "; ".join(k.describe() for k in self.nearest(key)) or "none"
