@@ -61,6 +61,7 @@ def compress(
             "or --from RUN_DIR"
         )
     PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)  # unknown names fail first
+    check_precision(load_profile(cfg.device), cfg.precision)
     if cfg.sparse_method is not None:
         SPARSE_METHODS.get(cfg.sparse_method)
     reporter = reporter or NullReporter()
@@ -118,7 +119,6 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     """The user's own module, costed by timing each of its layers on the device (converted
     at the run's precision)."""
     profile = load_profile(cfg.device)
-    check_precision(profile, cfg.precision)
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
     data = load_dataset(cfg.dataset, seed=cfg.seed)

@@ -47,6 +47,11 @@ class SearchJob:
 
     def __post_init__(self) -> None:
         STRATEGIES.get(self.config.strategy)  # an unknown name fails before any cluster or data
+        if self.config.precision != "fp32":  # int8 needs a litert device: say so before the run
+            from edgeauto.devices.profile import load_profile
+            from edgeauto.latency.builder import check_precision
+
+            check_precision(load_profile(self.config.device), self.config.precision)
         _positive("cpus_per_trial", self.cpus_per_trial, integer=True)
         if self.executor not in EXECUTORS:
             raise ConfigError(
