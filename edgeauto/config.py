@@ -8,6 +8,7 @@ from typing import Any
 
 from edgeauto.budget import HEADROOM, Budget
 from edgeauto.errors import ConfigError
+from edgeauto.latency.store import PRECISIONS
 from edgeauto.limits import Limits
 
 
@@ -39,6 +40,9 @@ class RunConfig:
     (peak activation memory, estimated from the graph) bound the model besides latency.
     ``int8`` also writes a full-integer ``model_int8.tflite`` (post-training quantization
     calibrated on training inputs), checked against float32 and timed beside it.
+    ``precision`` is what the model is deployed as: ``fp32`` (``model.tflite`` or the ONNX
+    file) or ``int8`` (``model_int8.tflite``, a LiteRT device only): search and pruning price
+    it with the device's table of that precision, and the verdict measures that artifact.
     ``calibration``: ``"fresh"`` times a few whole networks near the budget when the run
     starts (a local device), ``"history"`` uses earlier runs' verified artifacts.
     ``inherit_weights`` starts training from the supernet's weights (``dnas`` only) instead of
@@ -60,6 +64,7 @@ class RunConfig:
     scratch_baseline: bool = False
     inherit_weights: bool = False
     int8: bool = True
+    precision: str = "fp32"
     max_params: int | None = None
     max_size_kb: float | None = None
     max_activation_kb: float | None = None
@@ -130,6 +135,7 @@ class RunConfig:
                 f"{self.calibration!r}; fix --calibration"
             )
         Budget(self.latency_ms, self.tolerance, self.search_headroom)  # validates the bands
+        self._check_precision()
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
         if self.relu_budget is not None and not (
@@ -144,6 +150,19 @@ class RunConfig:
                 raise ConfigError(f"--device names {device} twice; name each device once")
         if not (isinstance(self.sparsity, int | float) and 0.0 <= self.sparsity < 1.0):
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}; fix --sparsity")
+
+    def _check_precision(self) -> None:
+        """A known precision; int8 deploys model_int8.tflite, so it needs the int8 export."""
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}; "
+                "fix --precision"
+            )
+        if self.precision == "int8" and not self.int8:
+            raise ConfigError(
+                "--precision int8 deploys and measures model_int8.tflite, which --no-int8 skips; "
+                "drop --no-int8"
+            )
 
     def _check_search(self) -> None:
         """The options of one strategy are not given to another."""

@@ -26,6 +26,13 @@ OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
 Int8 = Annotated[
     bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
 ]
+PRECISION_HELP = (
+    "fp32 or int8 (full-integer .tflite, LiteRT devices only): the latency table to build or "
+    "price with, and the model the verdict measures (int8: model_int8.tflite)."
+)
+Precision = Annotated[str, typer.Option(help=PRECISION_HELP)]
+#: ``edgeauto search``: None when not given (a resumed study keeps its own).
+PrecisionOrRecorded = Annotated[str | None, typer.Option("--precision", help=PRECISION_HELP)]
 ScratchBaseline = Annotated[
     bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
 ]

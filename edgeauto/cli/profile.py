@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeauto.cli.common import err, fail, out, parse_shape
+from edgeauto.cli.common import Precision, err, fail, out, parse_shape
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def profile(
     known_hosts: Annotated[
         str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
     ] = None,
+    precision: Precision = "fp32",
     validate: Annotated[
         int,
         typer.Option(
@@ -64,9 +65,9 @@ def profile(
             raise ConfigError(f"--validate must be >= 0 networks, got {validate}; fix --validate")
         root = Path(tables) if tables else None
         if len(profs) > 1:
-            _profile_fleet(profs, space, shape, n, root, validate)
+            _profile_fleet(profs, space, shape, n, root, validate, precision)
             return
-        table = build_table(profs[0], space, shape, n, root, validate, RichReporter())
+        table = build_table(profs[0], space, shape, n, root, validate, RichReporter(), precision)
     except EdgeAutoError as exc:
         fail(exc)
     out.print(f"{len(table.entries)} entries, overhead {table.overhead_ms():.4f} ms: {table.path}")
@@ -95,6 +96,7 @@ def _profile_fleet(
     n: int,
     root: Path | None,
     validate: int,
+    precision: str,
 ) -> None:
     """Several boards at once: one line per board as it finishes; exit 2 if any failed."""
     from edgeauto.jobs.fleet import BoardResult, profile_fleet
@@ -106,7 +108,7 @@ def _profile_fleet(
         else:
             err.print(f"{r.device}: error: {r.error}", markup=False, highlight=False)
 
-    results = profile_fleet(profs, space, shape, n, root, validate, on_result=line)
+    results = profile_fleet(profs, space, shape, n, root, validate, line, precision)
     if not all(r.ok for r in results):  # each failure was its board's line
         raise typer.Exit(2)
 

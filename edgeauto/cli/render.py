@@ -19,6 +19,9 @@ def summary(manifest: Manifest) -> None:
     t.add_column("what")
     t.add_column("value", justify="right")
     t.add_row("validation accuracy", f"{manifest.accuracy:.4f}")
+    acc = manifest["accuracy"]
+    if "int8" in acc:  # both LiteRT models on the validation split
+        t.add_row("accuracy fp32 / int8 .tflite", f"{acc['fp32']:.4f} / {acc['int8']:.4f}")
     t.add_row("budget (ms)", f"{manifest.budget_ms:g}")
     t.add_row(f"predicted {lat['runtime']} (ms)", f"{manifest.predicted_ms:.4f}")
     emulated = lat.get("measured_on") == "emulated"
@@ -37,10 +40,11 @@ def summary(manifest: Manifest) -> None:
     for d in manifest.data.get("devices") or []:  # --one-model: the same file elsewhere
         ms = "unreachable" if d["measured_ms"] is None else f"{d['measured_ms']:.4f}"
         t.add_row(f"{d['name']} {d['runtime']} (ms, budget {d['budget_ms']:g})", ms)
-    t.add_row("within budget", "yes" if manifest.within_budget else "NO")
+    verdict_on = f" ({lat['artifact']})" if lat.get("precision") == "int8" else ""
+    t.add_row(f"within budget{verdict_on}", "yes" if manifest.within_budget else "NO")
     out.print(t)
     out.print(f"run directory: {manifest.path.parent}")
-    for name in ("onnx", "tflite"):
+    for name in ("onnx", "tflite", "tflite_int8")[: 3 if verdict_on else 2]:
         out.print(f"  {name}: {manifest.artifact(name)}")
     out.print(f"  report: {manifest.path.parent / 'report.md'}")
 

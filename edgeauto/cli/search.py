@@ -12,7 +12,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from edgeauto.cli.common import OutDir, Tables, fail, out, parse_latency
+from edgeauto.cli.common import (
+    OutDir,
+    PrecisionOrRecorded,
+    Tables,
+    fail,
+    out,
+    parse_latency,
+)
 from edgeauto.errors import EdgeAutoError
 
 _Device = Annotated[str | None, typer.Option(help="Device profile name or YAML path.")]
@@ -66,6 +73,7 @@ def search_command(
     warm_start: _WarmStart = None,
     beam: _Beam = None,
     tables: Tables = None,
+    precision: PrecisionOrRecorded = None,
     out_dir: OutDir = "runs/search",
     resume: _Resume = None,
     executor: _Executor = None,
@@ -83,6 +91,7 @@ def search_command(
         "device": device, "dataset": dataset, "space": space, "strategy": strategy,
         "trials": trials, "seed": seed, "search_epochs": search_epochs,
         "search_batches": search_batches, "warm_start": warm_start, "beam": beam, "tables": tables,
+        "precision": precision,
     }  # fmt: skip
     runner = {
         "executor": executor or ("ray" if workers or ray_address else "inprocess"),

@@ -85,3 +85,33 @@ def check_int8(
 def export_int8(onnx_path: Path, out: Path, x_train: torch.Tensor, seed: int = 0) -> Path:
     """Quantize ``onnx_path`` to ``out`` with a calibration set from ``x_train``."""
     return export_tflite_int8(onnx_path, out, calibration_set(x_train, seed=seed))
+
+
+#: Inputs a timed block or network is calibrated on (the scales do not change the kernels).
+TIMING_CALIBRATION_SAMPLES = 8
+
+
+def timing_calibration(
+    input_shape: tuple[int, int, int], samples: int = TIMING_CALIBRATION_SAMPLES, seed: int = 0
+) -> np.ndarray:
+    """Fixed-seed standard-normal inputs (NCHW float32) to quantize a model that is only timed.
+
+    A latency table's block has no training inputs of its own. Its int8 scales follow the
+    calibration data, but its kernels (int8 conv, depthwise, add, requantize) and their cost
+    do not: random data times the same model a deployed one is, and the same seed keeps a
+    block's artifact identical from one profiling run to the next.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((samples, *input_shape)).astype(np.float32)
+
+
+def export_int8_timed(
+    onnx_path: Path,
+    out: Path,
+    input_shape: tuple[int, int, int],
+    calibration: np.ndarray | None = None,
+) -> Path:
+    """A full-integer ``out`` to time: calibrated on ``calibration`` (a run's training inputs,
+    when it has them) or else on :func:`timing_calibration`."""
+    data = timing_calibration(input_shape) if calibration is None else calibration
+    return export_tflite_int8(onnx_path, out, data)

@@ -30,7 +30,7 @@ from edgeauto.errors import ConfigError, OverBudget
 from edgeauto.jobs.context import Context, setup
 from edgeauto.jobs.run import compress_and_verify
 from edgeauto.jobs.sparse import sparse_and_verify
-from edgeauto.latency.builder import TimingSettings, make_timer
+from edgeauto.latency.builder import TimingSettings, check_precision, make_timer
 from edgeauto.manifest import Manifest
 from edgeauto.progress import NullReporter, Reporter
 from edgeauto.rundir import RunDir, inside, release
@@ -61,6 +61,7 @@ def compress(
             "or --from RUN_DIR"
         )
     PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)  # unknown names fail first
+    check_precision(load_profile(cfg.device), cfg.precision)
     if cfg.sparse_method is not None:
         SPARSE_METHODS.get(cfg.sparse_method)
     reporter = reporter or NullReporter()
@@ -115,7 +116,8 @@ def _in_run(run_dir: Path, recorded: object) -> Path:
 
 
 def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
-    """The user's own module, costed by timing each of its layers on the device."""
+    """The user's own module, costed by timing each of its layers on the device (converted
+    at the run's precision)."""
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
@@ -123,7 +125,7 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     model = load_user_model(spec, data)
     if cfg.weights:
         load_weights(model, Path(cfg.weights))
-    timer = make_timer(profile, TimingSettings(runs=50, warmup=10, rounds=3))
+    timer = make_timer(profile, TimingSettings(runs=50, warmup=10, rounds=3), cfg.precision)
     cost = LayerLatency(timer, data.input_shape)
     rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, cost=cost, timer=timer)

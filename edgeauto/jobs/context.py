@@ -17,9 +17,7 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError
-from edgeauto.latency.builder import (
-    BlockTimer,
-)
+from edgeauto.latency.builder import BlockTimer, check_precision
 from edgeauto.latency.calibration.fresh import FreshCalibration, measure_calibration
 from edgeauto.latency.device import open_table
 from edgeauto.latency.model import LatencyModel
@@ -79,6 +77,11 @@ class Context:
         return self.timer or (self.predictor.timer if self.predictor else None)
 
     @property
+    def deployed(self) -> str:
+        """The artifact the verdict measures on this device (:func:`deployed_artifact`)."""
+        return deployed_artifact(self.profile, self.cfg.precision)
+
+    @property
     def budget(self) -> Budget:
         """The run's budget (latency, tolerance, headroom, bands, limits)."""
         return self.cfg.budget
@@ -98,6 +101,12 @@ class Context:
         """Close the timers the context opened; safe to call twice."""
         for timer in self.timers():
             timer.close()
+
+
+def deployed_artifact(profile: DeviceProfile, precision: str) -> str:
+    """The artifact a device runs at ``precision``: its runtime's (``model.tflite`` or
+    ``model.onnx``), or ``litert_int8`` (``model_int8.tflite``) for int8."""
+    return "litert_int8" if precision == "int8" else profile.runtime
 
 
 def check_cost_model(profile: DeviceProfile, cfg: RunConfig) -> None:
@@ -124,9 +133,10 @@ def setup(cfg: RunConfig, reporter: Reporter, profile: DeviceProfile | None = No
     STRATEGIES.get(cfg.strategy), PRUNERS.get(cfg.allocation), CRITERIA.get(cfg.criterion)
     profile = profile or load_profile(cfg.device)
     check_cost_model(profile, cfg)
+    check_precision(profile, cfg.precision)  # before the run directory and data are touched
     rd, data, space = open_run(cfg)
     root = Path(cfg.tables) if cfg.tables else None
-    table, predictor = open_table(profile, space, reporter, root)
+    table, predictor = open_table(profile, space, reporter, root, cfg.precision)
     rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, space, table, predictor)
     if cfg.also:
@@ -152,7 +162,8 @@ def _members(
         profile = load_profile(device)
         if profile.cost_model != "latency":
             raise ConfigError(f"--one-model needs latency devices; {profile.name} counts ReLUs")
-        members.append(Member(profile, budget, open_table(profile, space, reporter, root)[1]))
+        _table, predictor = open_table(profile, space, reporter, root, cfg.precision)
+        members.append(Member(profile, budget, predictor))
     return members
 
 

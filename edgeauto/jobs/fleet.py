@@ -58,6 +58,7 @@ def profile_board(
     n: int,
     root: Path | None,
     validate: int = 0,
+    precision: str = "fp32",
 ) -> BoardResult:
     """Build (or extend) one board's table; an :class:`EdgeAutoError` becomes its result."""
     from edgeauto.jobs.profile import build_table
@@ -66,8 +67,9 @@ def profile_board(
 
     start = time.perf_counter()
     try:
-        before = load_if_exists(table_path(prof, get_space(space_name, shape, n).name, root))
-        table = build_table(prof, space_name, shape, n, root, validate)
+        name = get_space(space_name, shape, n).name
+        before = load_if_exists(table_path(prof, name, root, precision))
+        table = build_table(prof, space_name, shape, n, root, validate, None, precision)
     except EdgeAutoError as exc:
         return BoardResult(prof.name, error=one_line(exc), wall_s=time.perf_counter() - start)
     measured = len(table.entries) - (len(before.entries) if before else 0)
@@ -109,6 +111,7 @@ def profile_fleet(
     root: Path | None = None,
     validate: int = 0,
     on_result: OnResult | None = None,
+    precision: str = "fp32",
 ) -> list[BoardResult]:
     """Build every board's table, several boards at once; results in ``profiles`` order.
 
@@ -118,11 +121,12 @@ def profile_fleet(
     """
     check_fleet(profiles)
     if len(profiles) == 1:
-        results = [profile_board(profiles[0], space_name, shape, n, root, validate)]
+        results = [profile_board(profiles[0], space_name, shape, n, root, validate, precision)]
         if on_result:
             on_result(results[0])
         return results
-    by_name = _on_ray(profiles, (space_name, shape, n, root, validate), on_result or _quiet)
+    args = (space_name, shape, n, root, validate, precision)
+    by_name = _on_ray(profiles, args, on_result or _quiet)
     return [by_name[p.name] for p in profiles]
 
 
@@ -136,6 +140,7 @@ def profile(
     tables: str | Path | None = None,
     validate: int = 0,
     on_result: OnResult | None = None,
+    precision: str = "fp32",
 ) -> list[BoardResult]:
     """Build or extend the latency table of ``space`` on each device; one result per device.
 
@@ -157,7 +162,7 @@ def profile(
     profs = [d if isinstance(d, DeviceProfile) else load_profile(d) for d in devices]
     shape, n = (input_shape, classes) if input_shape else dataset_shape(dataset)
     root = Path(tables) if tables is not None else None
-    return profile_fleet(profs, space, shape, n, root, validate, on_result)
+    return profile_fleet(profs, space, shape, n, root, validate, on_result, precision)
 
 
 def _quiet(_result: BoardResult) -> None:

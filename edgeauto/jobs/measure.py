@@ -16,7 +16,7 @@ from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.parity import export_checked
 from edgeauto.export.runtimes import RUNTIMES, time_calls
 from edgeauto.fileio import sha256_file
-from edgeauto.jobs.context import Context
+from edgeauto.jobs.context import Context, deployed_artifact
 from edgeauto.killpoints import kill_point
 from edgeauto.latency.builder import (
     TimingSettings,
@@ -79,7 +79,7 @@ def measure_stage(
     ctx: Context, model: nn.Module, artifacts: dict[str, Path]
 ) -> dict[str, LatencyStat]:
     """Time the artifacts on the device through its runner (batch 1); on this machine also
-    the model in PyTorch eager.
+    the model in PyTorch eager. The verdict reads the deployed one (:attr:`Context.deployed`).
 
     A remote device that cannot be reached, or has no usable connection, is emulated
     (:func:`_emulate`) and ``ctx.measurement`` says so. A real measurement of the profile's
@@ -121,13 +121,15 @@ def verify_counts(runs: int) -> tuple[int, int, int]:
 def _measure_on_device(
     ctx: Context, artifacts: dict[str, Path], update: Callable[[int, int], None]
 ) -> dict[str, LatencyStat]:
-    """Each artifact timed by the device's runner, the profile's runtime first.
+    """Each artifact timed by the device's runner, the deployed one first.
 
-    On a remote device only the profile's runtime is required: a board may lack the other
-    one (and adb times .tflite only), so those failures are recorded and skipped.
+    On a remote device only the profile's runtime and the deployed artifact are required: a
+    board may lack the other runtime (and adb times .tflite only), so those failures are
+    recorded and skipped.
     """
     p, runs = ctx.profile, ctx.cfg.measure_runs
-    order = [p.runtime, *(n for n in artifacts if n != p.runtime)]
+    required = {p.runtime, ctx.deployed}
+    order = [ctx.deployed, *(n for n in artifacts if n != ctx.deployed)]
     stats: dict[str, LatencyStat] = {}
     skipped: dict[str, str] = {}
     with get_runner(p) as runner:
@@ -136,7 +138,7 @@ def _measure_on_device(
             try:
                 stats[name] = runner.measure(artifacts[name], p.threads, *verify_counts(runs))
             except RunnerError as exc:
-                if name == p.runtime or p.connection.kind == "local":
+                if name in required or p.connection.kind == "local":
                     raise
                 skipped[name] = str(exc)
             update(i, len(artifacts) + 1)
@@ -169,14 +171,15 @@ def _emulate(
     profile's runtime, mapped by the device/host law (fixed cost + ratio) fitted on the
     blocks both tables share (:func:`edgeauto.latency.emulation.fit_emulation`).
 
-    This machine's table for the space is opened (or started) and given the model's blocks,
-    so that the blocks the model is made of are among those the law is fitted on.
+    This machine's table for the space (at the run's precision) is opened (or started) and
+    given the model's blocks, so that the blocks the model is made of are among those the
+    law is fitted on. The deployed artifact is the one timed.
     """
     assert ctx.table is not None and ctx.space is not None  # checked by the caller
-    rt, runs = ctx.profile.runtime, ctx.cfg.measure_runs
+    rt, runs, name = ctx.profile.runtime, ctx.cfg.measure_runs, ctx.deployed
     host = load_profile("host").model_copy(update={"runtime": rt})
     keys = model.op_keys(ctx.data.input_shape[1:])
-    timer = make_timer(host, TimingSettings())
+    timer = make_timer(host, TimingSettings(), ctx.cfg.precision)
     try:
         host_table = open_device_table(host, ctx.space.name, timer, _tables_root(ctx))
         fill_table(host_table, keys, timer)
@@ -186,7 +189,7 @@ def _emulate(
         timer.close()
     fit = fit_emulation(ctx.table, host_table)
     with LocalRunner(host) as runner:  # pinned like the host table it is compared with
-        host_stat = runner.measure(artifacts[rt], host.threads, *verify_counts(runs))
+        host_stat = runner.measure(artifacts[name], host.threads, *verify_counts(runs))
     emulation = {
         "reason": str(reason), "host_cpu": host_table.provenance.cpu_model,
         "host_threads": host.threads, "host_ms": host_stat.median_ms,
@@ -199,7 +202,7 @@ def _emulate(
     ctx.measurement.update(
         measured_on="emulated", cpu=ctx.table.provenance.cpu_model, emulation=emulation
     )
-    return {rt: fit.emulate(host_stat)}
+    return {name: fit.emulate(host_stat)}
 
 
 def _tables_root(ctx: Context) -> Path | None:
@@ -209,10 +212,11 @@ def _tables_root(ctx: Context) -> Path | None:
 def _record_history(
     ctx: Context, model: nn.Module, artifacts: dict[str, Path], stats: dict[str, LatencyStat]
 ) -> None:
-    """Add (uncalibrated prediction, measurement) of the final artifact to the table's history."""
+    """Add (uncalibrated prediction, measurement) of the deployed artifact to the table's
+    history (the table of its precision)."""
     if ctx.table is None or ctx.predictor is None:
         return  # a user's own model is costed by its layers: no block table to calibrate
-    rt = ctx.profile.runtime
+    rt = ctx.deployed
     predicted = ctx.predictor.uncalibrated(model.op_keys(ctx.data.input_shape[1:]))
     signature = ctx.predictor.model.signature()
     record_verification(
@@ -266,7 +270,8 @@ def _device_verdict(
                            "predicted_ms": member.predictor.predict(keys)}  # fmt: skip
     try:
         with get_runner(p) as runner:
-            stat = runner.measure(artifacts[p.runtime], p.threads, *verify_counts(runs))
+            artifact = artifacts[deployed_artifact(p, ctx.cfg.precision)]
+            stat = runner.measure(artifact, p.threads, *verify_counts(runs))
     except RunnerError as exc:  # out of reach: say so, judge by the prediction
         ok = budget.within(doc["predicted_ms"])
         return {**doc, "measured_ms": None, "measured_on": "unreachable", "error": str(exc),

@@ -18,9 +18,10 @@ def build_table(
     root: Path | None,
     validate: int = 0,
     reporter: Reporter | None = None,
+    precision: str = "fp32",
 ) -> LatencyTable:
-    """Open or start the device's table and measure the space's missing keys through its
-    runner; then ``validate`` random whole networks end to end."""
+    """Open or start the device's table at ``precision`` and measure the space's missing keys
+    through its runner; then ``validate`` random whole networks end to end."""
     from edgeauto.latency.builder import (
         TimingSettings,
         fill_table,
@@ -32,8 +33,8 @@ def build_table(
 
     reporter = reporter or NullReporter()
     sp = get_space(space_name, shape, n)
-    timer = make_timer(prof, TimingSettings())
-    where = f"{prof.runtime}, {prof.connection.target()}"
+    timer = make_timer(prof, TimingSettings(), precision)
+    where = f"{prof.runtime} {precision}, {prof.connection.target()}"
     try:
         table = open_device_table(prof, sp.name, timer, root)
         missing = table.missing(sp.all_keys())

@@ -47,6 +47,11 @@ class SearchJob:
 
     def __post_init__(self) -> None:
         STRATEGIES.get(self.config.strategy)  # an unknown name fails before any cluster or data
+        if self.config.precision != "fp32":  # int8 needs a litert device: say so before the run
+            from edgeauto.devices.profile import load_profile
+            from edgeauto.latency.builder import check_precision
+
+            check_precision(load_profile(self.config.device), self.config.precision)
         _positive("cpus_per_trial", self.cpus_per_trial, integer=True)
         if self.executor not in EXECUTORS:
             raise ConfigError(
@@ -68,6 +73,8 @@ class SearchJob:
         """What the study's answer depends on (checked on resume)."""
         c = self.config
         options = {"warm_start": c.warm_start, "beam": c.beam}
+        if c.precision != "fp32":  # only then: studies recorded before it resume as they were
+            options["precision"] = c.precision
         return StudySpec(
             c.strategy, c.space, c.dataset, c.device, c.latency_ms, c.trials, c.seed,
             study_objective(c).to_json(), options, c.tables,
@@ -166,7 +173,8 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     profile = load_profile(c.device)
     data = cached_dataset(c.dataset, c.seed)
     space = get_space(c.space, data.input_shape, data.num_classes)
-    _table, predictor = open_table(profile, space, reporter, Path(c.tables) if c.tables else None)
+    root = Path(c.tables) if c.tables else None
+    _table, predictor = open_table(profile, space, reporter, root, c.precision)
     return SearchProblem(
         space, predictor, c.latency_ms, lambda a: 0.0, trials=c.trials, seed=c.seed,
         device=profile.name, profile=profile,

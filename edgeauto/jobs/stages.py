@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,6 +15,7 @@ from edgeauto.compress import PRUNERS, PruneConfig, PruneProblem, PruningPlan
 from edgeauto.compress.landing import MAX_ATTEMPTS, prune_measured
 from edgeauto.compress.scratch import reinitialize
 from edgeauto.errors import ConfigError, RunDirError
+from edgeauto.export.quantize import calibration_set
 from edgeauto.fileio import atomic_path
 from edgeauto.jobs.context import INHERITED, Context, calibrate_devices
 from edgeauto.jobs.search import make_strategy, run_trials, study_objective
@@ -150,7 +152,8 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     predicted cost rescaled to it, so pruning aims at the measured latency (a little under the
     budget: :attr:`edgeauto.budget.Budget.landing`); the pruned model is measured, and
     a miss either way re-aims pruning (:func:`edgeauto.compress.landing.prune_measured`).
-    A remote device is pruned on the calibrated prediction alone.
+    A remote device is pruned on the calibrated prediction alone. With ``precision="int8"``
+    the timer's table and measurements are int8 (:func:`_measure_whole`).
     """
     shape = ctx.data.input_shape
     if done := ctx.resumed("prune"):
@@ -195,17 +198,26 @@ def scratch_stage(ctx: Context, model: nn.Module) -> float:
 def _measure_whole(ctx: Context, model: nn.Module) -> float | None:
     """Measured latency of the whole model where the device is local, else None. With
     ``--one-model``, the worst measured-over-budget ratio in this device's ms (a device that
-    cannot time here counts with its prediction)."""
-    timer = ctx.whole_timer
+    cannot time here counts with its prediction). The timers convert at the run's precision:
+    int8 models are calibrated on the inputs ``model_int8.tflite`` will be (export_stage)."""
+    timer, shape, inputs = ctx.whole_timer, ctx.data.input_shape, _int8_inputs(ctx)
     if ctx.worst is None:
-        return timer.time_module(model, ctx.data.input_shape).median_ms if timer else None
-    keys = list(model.op_keys(ctx.data.input_shape[1:]))
+        return timer.time_module(model, shape, inputs).median_ms if timer else None
+    keys = list(model.op_keys(shape[1:]))
     ratios = []
     for m in ctx.worst.members:
         t = m.predictor.timer
-        ms = t.time_module(model, ctx.data.input_shape).median_ms if t else None
+        ms = t.time_module(model, shape, inputs).median_ms if t else None
         ratios.append((ms if ms is not None else m.predictor.predict(keys)) / m.budget_ms)
     return ctx.worst.unit * max(ratios)
+
+
+def _int8_inputs(ctx: Context) -> np.ndarray | None:
+    """The calibration set of the deployed int8 model (None for fp32): the scales pruning's
+    measurements are converted with, so the timed model is the one that ships."""
+    if ctx.cfg.precision != "int8":
+        return None
+    return calibration_set(ctx.data.x_train, seed=ctx.cfg.seed)
 
 
 def analysis_stage(ctx: Context, model: nn.Module) -> dict[str, Any]:

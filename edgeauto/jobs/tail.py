@@ -68,7 +68,9 @@ def _versions() -> dict[str, str]:
 
 
 def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat]) -> dict[str, Any]:
-    measured = stats[ctx.profile.runtime].median_ms
+    """Predicted vs measured; ``measured_ms`` (the verdict's) is the deployed artifact's:
+    ``precision`` says which, ``artifact`` names it in ``measured``."""
+    measured = stats[ctx.deployed].median_ms
     per_runtime: dict[str, float] = {}
     for name, st in stats.items():
         per_runtime[f"{name}_ms"] = st.median_ms
@@ -77,6 +79,7 @@ def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat])
     return {
         "predicted_ms": predicted, "measured_ms": measured, "measured": per_runtime,
         "runtime": ctx.profile.runtime, "threads": ctx.profile.threads, "runs": ctx.cfg.measure_runs,
+        "precision": ctx.cfg.precision, "artifact": ctx.deployed,
         "prediction_error": (predicted - measured) / measured, "within_budget": ctx.budget.within(measured),
         # measured_ms is an estimate when the device could not be reached: say how it was made
         "measured_on": m.get("measured_on", "device"), "emulation": m.get("emulation"),
@@ -139,6 +142,13 @@ def build_manifest(
     return Manifest(doc, path)
 
 
+def accuracies(accuracy: dict[str, Any], parity: dict[str, Any]) -> dict[str, Any]:
+    """The job's accuracies plus, when int8 was exported, both LiteRT models' on the whole
+    validation split: ``fp32`` (``model.tflite``) and ``int8`` (``model_int8.tflite``)."""
+    q = parity.get("litert_int8")
+    return {**accuracy, "fp32": q["fp32_acc"], "int8": q["int8_acc"]} if q else accuracy
+
+
 def bundle_files(ctx: Context, artifacts: dict[str, Path]) -> dict[str, Path]:
     """The files a user deploys: ONNX, TFLite (and int8), plus labels.txt, preprocess.json and
     infer.py, so that the artifacts work without this package."""
@@ -171,6 +181,7 @@ def finish(
     files, sections = extras(stats) if extras else ({}, {})
     results = {
         **results, "parity": parity, "stats": stats, "devices": devices,
+        "accuracy": accuracies(results["accuracy"], parity),
         "files": {**bundle_files(ctx, artifacts), **results.get("files", {}), **files},
         "predicted_ms": ctx.own_latency(model), "analysis": analysis_stage(ctx, model),
         "footprint": footprint(ctx, model, artifacts),

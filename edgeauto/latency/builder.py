@@ -17,17 +17,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from torch import nn
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.quantize import export_int8_timed
 from edgeauto.export.runtimes import Runtime, get_runtime
 from edgeauto.fileio import locked
 from edgeauto.killpoints import kill_point
 from edgeauto.latency.cores import survey
 from edgeauto.latency.runners import DeviceInfo, Runner, get_runner
-from edgeauto.latency.store import load_if_exists, table_path
+from edgeauto.latency.store import PRECISIONS, load_if_exists, table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance, WholeModelRun
 from edgeauto.spaces.base import Arch, SearchSpace
 from edgeauto.spaces.key import OpKey
@@ -60,26 +62,51 @@ class BlockTimer:
 
     Conversion always runs on this machine (the device needs only its runtime); the
     :class:`~edgeauto.latency.runners.Runner` decides where the artifacts are timed.
+    ``precision="int8"`` converts every module to a full-integer LiteRT model instead
+    (:func:`check_precision`: LiteRT only).
     """
 
     def __init__(
-        self, runtime: Runtime, threads: int, settings: TimingSettings, runner: Runner
+        self,
+        runtime: Runtime,
+        threads: int,
+        settings: TimingSettings,
+        runner: Runner,
+        precision: str = "fp32",
     ) -> None:
         self.runtime, self.threads, self.settings, self.runner = runtime, threads, settings, runner
+        self.precision = precision
         self._dir = tempfile.TemporaryDirectory(prefix="edgeauto-profile-")
 
-    def _artifact(self, module: nn.Module, input_shape: tuple[int, int, int], name: str) -> Path:
+    def _artifact(
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, int, int],
+        name: str,
+        calibration: np.ndarray | None = None,
+    ) -> Path:
         work = Path(self._dir.name)
         onnx_path = export_onnx(module.train(False), input_shape, work / f"{name}.onnx")
+        if self.precision == "int8":  # calibrated on fixed-seed random inputs unless given
+            return export_int8_timed(onnx_path, work / f"{name}.tflite", input_shape, calibration)
         return self.runtime.from_onnx(onnx_path, work / f"{name}{self.runtime.suffix}")
 
     def _measure(self, artifacts: list[Path]) -> list[LatencyStat]:
         s = self.settings
         return self.runner.measure_all(artifacts, self.threads, s.runs, s.warmup, s.rounds)
 
-    def time_module(self, module: nn.Module, input_shape: tuple[int, int, int]) -> LatencyStat:
-        """Export, convert and time ``module`` for a batch-1 input of ``input_shape``."""
-        return self._measure([self._artifact(module, input_shape, "block")])[0]
+    def time_module(
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, int, int],
+        calibration: np.ndarray | None = None,
+    ) -> LatencyStat:
+        """Export, convert and time ``module`` for a batch-1 input of ``input_shape``.
+
+        ``calibration`` (NCHW float32 inputs) sets an int8 model's scales; without it they
+        come from fixed-seed random inputs. fp32 ignores it.
+        """
+        return self._measure([self._artifact(module, input_shape, "block", calibration)])[0]
 
     def time_keys(self, keys: Sequence[OpKey]) -> list[LatencyStat]:
         """Time the block of every key in one runner call (one round trip on remote devices)."""
@@ -129,9 +156,10 @@ def new_table(
     s: TimingSettings,
     info: DeviceInfo | None = None,
     cores: tuple[int, ...] | None = None,
+    precision: str = "fp32",
 ) -> LatencyTable:
-    """An empty table whose provenance names the device's CPU, runtime version and the cores
-    its figures are timed on.
+    """An empty table whose provenance names the device's CPU, runtime version, precision
+    and the cores its figures are timed on.
 
     ``info`` is what the device's runner reported (:meth:`Runner.describe`); without it the
     figures come from this machine (local devices) or the profile's spec.
@@ -144,7 +172,7 @@ def new_table(
         runtime_version=info.runtime_version, threads=profile.threads, runs=s.runs * s.rounds,
         warmup=s.warmup, space=space, date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         edgeauto_version=__version__, cpu_affinity=list(cores) if cores else None,
-        core_speeds_ms=_core_speeds(profile, runtime) if cores else None,
+        core_speeds_ms=_core_speeds(profile, runtime) if cores else None, precision=precision,
     )  # fmt: skip
     return LatencyTable(prov)
 
@@ -163,11 +191,19 @@ def check_compatible(
     space: str | None = None,
     runtime_version: str | None = None,
     cores: tuple[int, ...] | None = None,
+    precision: str | None = None,
 ) -> None:
     """A table is used and extended only with measurements taken the same way: same device,
-    runtime, threads, cores and (when given) space and runtime version."""
+    runtime, threads, cores and (when given) space, runtime version and precision."""
     p = table.provenance
     check_cores(table, cores)
+    if precision is not None and p.precision != precision:
+        raise ConfigError(
+            f"latency table {table.path} holds {p.precision} timings, not {precision} (other "
+            f"kernels: they must not mix); run with --precision {p.precision}, or move the "
+            f"table away and re-run edgeauto profile --device {p.device} --space {p.space} "
+            f"--precision {precision}"
+        )
     if (p.device, p.runtime, p.threads) != (profile.name, runtime.name, profile.threads):
         raise ConfigError(
             f"latency table {table.path} was measured for ({p.device}, {p.runtime}, {p.threads} "
@@ -257,43 +293,66 @@ def merge_saved(table: LatencyTable) -> None:
     mine, theirs = table.provenance, disk.provenance if disk else None
     if disk is None or theirs is None:
         return
-    if (theirs.device, theirs.runtime, theirs.threads, theirs.space, theirs.cpu_affinity) != (
-        mine.device, mine.runtime, mine.threads, mine.space, mine.cpu_affinity
-    ):  # fmt: skip
+    fields = ("device", "runtime", "threads", "space", "cpu_affinity", "precision")
+    if any(getattr(theirs, f) != getattr(mine, f) for f in fields):
         return
     for key, stat in disk.entries.items():
         table.entries.setdefault(key, stat)
     table.overhead = table.overhead or disk.overhead
 
 
-def make_timer(profile: DeviceProfile, settings: TimingSettings) -> BlockTimer:
-    """A timer for the profile's device, reached through its connection's runner.
+def check_precision(profile: DeviceProfile, precision: str) -> None:
+    """``precision`` is one of :data:`PRECISIONS`, and int8 only on a LiteRT device (int8
+    models are full-integer ``.tflite`` files)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}; fix --precision"
+        )
+    if precision == "int8" and profile.runtime != "litert":
+        raise ConfigError(
+            f"--precision int8 needs a litert device (full-integer .tflite), but {profile.name} "
+            f"runs {profile.runtime}; drop --precision int8 or pick a litert device"
+        )
+
+
+def make_timer(
+    profile: DeviceProfile, settings: TimingSettings, precision: str = "fp32"
+) -> BlockTimer:
+    """A timer for the profile's device, reached through its connection's runner, converting
+    modules at ``precision``.
 
     Close it when done (:meth:`BlockTimer.close`).
     """
+    check_precision(profile, precision)
     runner = get_runner(profile)
-    return BlockTimer(get_runtime(profile.runtime), profile.threads, settings, runner)
+    runtime = get_runtime(profile.runtime)
+    return BlockTimer(runtime, profile.threads, settings, runner, precision)
 
 
 def open_device_table(
     profile: DeviceProfile, space: str, timer: BlockTimer, root: Path | None = None
 ) -> LatencyTable:
-    """The device's table for ``space`` from ``root`` (default ``hw_latency/``), or a new one.
+    """The device's table for ``space`` at the timer's precision from ``root`` (default
+    ``hw_latency/``), or a new one.
 
     A new table asks the device for its CPU and runtime version (and so fails early, before
     any block is converted, when the device cannot be reached or lacks the runtime). Nothing
     is written until something is measured.
     """
-    path = table_path(profile, space, root)
+    path = table_path(profile, space, root, timer.precision)
     table = load_if_exists(path)
     if table is None:
         info = timer.runner.describe()
         cores = timer.runner.cores
-        table = new_table(profile, timer.runtime, space, timer.settings, info, cores)
+        table = new_table(
+            profile, timer.runtime, space, timer.settings, info, cores, timer.precision
+        )
         table.path = path
     # Only this machine's runtime version is known without a round trip to the device.
     version = timer.runtime.version() if profile.connection.kind == "local" else None
-    check_compatible(table, profile, timer.runtime, space, version, timer.runner.cores)
+    check_compatible(
+        table, profile, timer.runtime, space, version, timer.runner.cores, timer.precision
+    )
     return table
 
 

@@ -12,6 +12,7 @@ from edgeauto.latency.builder import (
     BlockTimer,
     TimingSettings,
     check_compatible,
+    check_precision,
     fill_table,
     make_timer,
     open_device_table,
@@ -28,29 +29,36 @@ from edgeauto.spaces.base import SearchSpace
 
 
 def open_table(
-    profile: DeviceProfile, space: SearchSpace, reporter: Reporter, root: Path | None = None
+    profile: DeviceProfile,
+    space: SearchSpace,
+    reporter: Reporter,
+    root: Path | None = None,
+    precision: str = "fp32",
 ) -> tuple[LatencyTable, MeasuringPredictor]:
-    """Load the device's table for ``space``, measuring missing keys when the device is local.
+    """Load the device's table for ``space`` at ``precision`` (``fp32``, or ``int8`` on a
+    LiteRT device), measuring missing keys when the device is local.
 
     A remote device (ssh, adb) is not contacted here: its table must exist (``edgeauto
     profile`` builds it through the device's runner), or :class:`TableMiss` names the command.
     An imported table of the device (``edgeauto lut import``) is used as it is, never extended.
     The predictor holds the timer: close it (``predictor.timer.close()``) when done.
     """
+    check_precision(profile, precision)
     if profile.connection.kind == "local":
-        timer: BlockTimer | None = make_timer(profile, TimingSettings())
+        timer: BlockTimer | None = make_timer(profile, TimingSettings(), precision)
         table = open_device_table(profile, space.name, timer, root)
     else:
-        timer, path = None, table_path(profile, space.name, root)
+        timer, path = None, table_path(profile, space.name, root, precision)
         table = load_if_exists(path)
         if table is None:
+            flag = " --precision int8" if precision == "int8" else ""
             raise TableMiss(
                 f"no latency table for {profile.name} ({profile.runtime}) at {path}; build it with "
-                f"edgeauto profile --device {profile.name} --space {space.name}"
+                f"edgeauto profile --device {profile.name} --space {space.name}{flag}"
             )
         if not usable_imported(table, profile):
             runtime, cores = get_runtime(profile.runtime), resolve_cores(profile)
-            check_compatible(table, profile, runtime, space.name, cores=cores)
+            check_compatible(table, profile, runtime, space.name, cores=cores, precision=precision)
     warn_below_floor(table, profile)  # faster than physics allows: flagged, not rejected
     missing = table.missing(space.all_keys())
     if missing and timer is not None:

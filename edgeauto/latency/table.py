@@ -37,6 +37,8 @@ class Provenance:
 
     ``cpu_affinity`` lists the cores every figure was timed on (None: unpinned, or not said
     by the source); ``core_speeds_ms`` is this machine's survey that chose them (``auto``).
+    ``precision`` is what the blocks were converted to (``fp32``, or ``int8``: full-integer
+    LiteRT models); tables written before the field existed were fp32 and load as such.
     """
 
     device: str
@@ -58,11 +60,13 @@ class Provenance:
     core_speeds_ms: dict[str, float] | None = None
     origin: str = ""
     conversion: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON; the import fields only when set, so measured tables keep their hash."""
+        """Plain JSON; the import fields and precision only when not at their defaults, so
+        measured fp32 tables keep their hash."""
         data = asdict(self)
-        return {k: v for k, v in data.items() if _IMPORT_DEFAULTS.get(k, ...) != v}
+        return {k: v for k, v in data.items() if _OMITTED_DEFAULTS.get(k, ...) != v}
 
 
 # Fields added for imported tables, at the values a measured table has.
@@ -71,6 +75,8 @@ _IMPORT_DEFAULTS: dict[str, Any] = {
     "cpu_affinity": None, "core_speeds_ms": None,
     "origin": "", "conversion": {},
 }  # fmt: skip
+# Fields written only when they differ from these (older tables lack them).
+_OMITTED_DEFAULTS: dict[str, Any] = {**_IMPORT_DEFAULTS, "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,8 @@ class LatencyTable(LatencyModel[OpKey]):
                 f"edgeauto lut import --format {fmt} {where} --device {p.device} "
                 f"--space {p.space} --dataset <the dataset you run on>"
             )
-        return f"edgeauto profile --device {p.device} --space {p.space}"
+        int8 = " --precision int8" if p.precision == "int8" else ""
+        return f"edgeauto profile --device {p.device} --space {p.space}{int8}"
 
     def _miss_message(self, key: OpKey) -> str:
         near = "; ".join(k.describe() for k in self.nearest(key)) or "none"

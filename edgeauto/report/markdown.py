@@ -280,7 +280,8 @@ def render(m: dict[str, Any]) -> str:
         f"- dataset: {m['dataset']['name']} {m['dataset']['input_shape']} "
         f"({m['dataset']['train']} train / {m['dataset']['val']} val)",
         _model_line(m),
-        f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads "
+        f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads"
+        f"{' (int8: model_int8.tflite)' if lat.get('precision') == 'int8' else ''} "
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
         *limits_lines(m),
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
