@@ -42,6 +42,7 @@ from edgeauto.data import dataset_shape
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
+from edgeauto.export.quantize import export_int8_timed
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.latency.cores import resolve_cores
 from edgeauto.latency.device import open_table
@@ -58,6 +59,10 @@ from edgeauto.spaces import Arch, SearchSpace, get_space
 from edgeauto.timing import REPEATABLE, pinned, spread
 
 RUNTIMES = ("litert", "onnxruntime")
+#: What a ``--runtimes`` name times: (runtime, precision). ``litert-int8``: full-integer
+#: LiteRT models, against the int8 table.
+TARGETS = {"litert": ("litert", "fp32"), "onnxruntime": ("onnxruntime", "fp32"),
+           "litert-int8": ("litert", "int8")}  # fmt: skip
 ORDER = ("naive", "fusion", "fusion+residual", "flops")  # the issue's order; others follow
 
 
@@ -110,12 +115,23 @@ def export_all(
             export_onnx(space.build(arch).train(False), space.input_shape, onnx_path)
         arts = {}
         for rt in runtimes:
-            target = Path(f"{stem}{get_runtime(rt).suffix}")
-            arts[rt] = target if target.exists() else get_runtime(rt).from_onnx(onnx_path, target)
+            arts[rt] = _convert(onnx_path, stem, rt, space.input_shape)
         out.append(arts)
         print(f"\rexported {i + 1}/{len(archs)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return out
+
+
+def _convert(onnx_path: Path, stem: Path, target: str, shape: tuple[int, ...]) -> Path:
+    """The artifact of ``target`` (kept in the work folder: converted once)."""
+    runtime, precision = TARGETS[target]
+    suffix = get_runtime(runtime).suffix
+    out = Path(f"{stem}{'.int8' if precision == 'int8' else ''}{suffix}")
+    if out.exists():
+        return out
+    if precision == "int8":  # calibrated like the int8 table's blocks: fixed-seed inputs
+        return export_int8_timed(onnx_path, out, shape)  # type: ignore[arg-type]
+    return get_runtime(runtime).from_onnx(onnx_path, out)
 
 
 def measure_interleaved(
@@ -126,7 +142,7 @@ def measure_interleaved(
     for r in range(args.rounds):
         for i, arts in enumerate(artifacts):
             for rt in rts:
-                runtime = get_runtime(rt)
+                runtime = get_runtime(TARGETS[rt][0])
                 samples[rt][i].append(runtime.sample(arts[rt], threads, args.runs, args.warmup))
         print(f"\rtimed round {r + 1}/{args.rounds}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -145,7 +161,8 @@ def retime_unsteady(
             for _ in range(2):
                 if noise(rounds) <= REPEATABLE:
                     break
-                again = [get_runtime(rt).sample(artifacts[i][rt], threads, args.runs, args.warmup)
+                runtime = get_runtime(TARGETS[rt][0])
+                again = [runtime.sample(artifacts[i][rt], threads, args.runs, args.warmup)
                          for _ in range(args.rounds)]  # fmt: skip
                 redone += 1
                 if noise(again) < noise(rounds):
@@ -186,8 +203,9 @@ def tables_for(
     """The host's table per runtime (measured on first use: ~150 blocks, a few minutes)."""
     tables = {}
     for rt in rts:
-        prof = base.model_copy(update={"runtime": rt})
-        tables[rt], _ = open_table(prof, space, RichReporter(), root)
+        runtime, precision = TARGETS[rt]
+        prof = base.model_copy(update={"runtime": runtime})
+        tables[rt], _ = open_table(prof, space, RichReporter(), root, precision)
     return tables
 
 

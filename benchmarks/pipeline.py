@@ -138,21 +138,33 @@ def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, An
     shutil.rmtree(out, ignore_errors=True)
     m = edgeauto.run(check=False, device="host", latency_ms=budget, dataset=args.dataset, out=str(out),
                      epochs=args.epochs, trials=args.trials, mode=mode, int8=False)  # fmt: skip
-    return {"acc": m.accuracy, "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget}
+    # searched arch's measured / predicted before pruning (pruning's plan.scale), and the
+    # final artifact's measured / budget: the prediction's hit and the landing, both
+    before = (m["pruning"] or {}).get("scale")
+    return {"acc": m.accuracy, "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
+            "measured_over_predicted_before_pruning": before,
+            "repeatability": m["latency"].get("repeatability", {}).get("litert")}  # fmt: skip
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    doc: dict[str, Any] = {"make_run_s": None, "budgets": [], "settings": vars(args) | {
+    doc: dict[str, Any] = {"command": " ".join(sys.argv), "commit": _commit(), "date": _now(),
+                           "make_run_s": None, "budgets": [], "settings": vars(args) | {
         "json": str(args.json), "out": str(args.out)}}  # fmt: skip
     if not args.skip_make_run:
         doc["make_run_s"], doc["make_run_exit"] = time_make_run(args.out / "make-run")
+        mr = edgeauto.Manifest.load(args.out / "make-run")
+        doc["make_run"] = {"ratio": mr.measured_ms / 0.06, "measured_ms": mr.measured_ms,
+                           "measured_over_predicted_before_pruning": mr["pruning"].get("scale")}  # fmt: skip
         print(f"make run (table cached): {doc['make_run_s']:.0f} s (goal <= 300 s), "
-              f"exit {doc['make_run_exit']}")  # fmt: skip
+              f"exit {doc['make_run_exit']}, measured / budget {doc['make_run']['ratio']:.3f}, "
+              f"searched arch measured / predicted {doc['make_run']['measured_over_predicted_before_pruning']}")  # fmt: skip
     data = load_dataset(args.dataset)
     timer = make_timer(load_profile("host"), TimingSettings())
-    print(" budget ms | stc acc  ms/budget | joint acc ms/budget | hand acc  width ms/budget")
+    print(
+        " budget ms | stc acc  ms/budget meas/pred | joint acc ms/budget | hand acc  width ms/budget"
+    )
     try:
         for b in budgets(args.budgets, args.dataset):
             stc, joint = run_mode("search-then-compress", b, args), run_mode("joint", b, args)
@@ -162,16 +174,31 @@ def main() -> None:
                    "joint": joint, "handmade": hand}  # fmt: skip
             doc["budgets"].append(row)
             h = hand["measured_ms"] / b if hand["measured_ms"] else float("nan")
-            print(f"{b:10.4f} | {stc['acc']:.4f} {stc['ratio']:9.3f} | {joint['acc']:.4f} "
+            mp = stc["measured_over_predicted_before_pruning"] or float("nan")
+            print(f"{b:10.4f} | {stc['acc']:.4f} {stc['ratio']:9.3f} {mp:9.3f} | {joint['acc']:.4f} "
                   f"{joint['ratio']:9.3f} | {hand['acc'] or 0:.4f} {hand['width']} {h:.3f}")  # fmt: skip
     finally:
         timer.close()
+    mps = [r["stc"]["measured_over_predicted_before_pruning"] for r in doc["budgets"]]
+    doc["prediction_hit"] = sum(x is not None and 0.9 <= x <= 1.1 for x in mps)
+    print(f"searched arch measured / predicted within ±10%: {doc['prediction_hit']}/{len(mps)}")
     hits = [r["stc"]["ratio"] for r in doc["budgets"]]
     doc["budget_hit"] = sum(0.9 <= x <= 1.0 for x in hits)
     print(f"search-then-compress within [0.90, 1.00] x budget: {doc['budget_hit']}/{len(hits)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2))
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return out.stdout.strip() or "unknown"
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

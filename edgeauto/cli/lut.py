@@ -5,13 +5,12 @@ Registered on the main app in :mod:`edgeauto.cli`. Errors are one line, exit cod
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgeauto.cli.common import fail, out, parse_shape
-from edgeauto.errors import ConfigError, EdgeAutoError
+from edgeauto.errors import EdgeAutoError
 
 lut_app = typer.Typer(help="Import published latency tables.", no_args_is_help=True)
 
@@ -57,29 +56,13 @@ def import_table_cmd(
     (jh88/fbnet's TensorFlow 2 eager for the LiteRT raspberry-pi-4) is refused by runs
     unless imported with --convert-to (see edgeauto/latency/conversion.py).
     """
-    from edgeauto.devices.profile import load_profile
-    from edgeauto.latency.conversion import load_or_measure
-    from edgeauto.latency.importers import FORMATS, IMPORTERS, ImportTarget, import_table
-    from edgeauto.latency.store import table_path, tables_dir
-    from edgeauto.spaces import get_space
+    from edgeauto.jobs.lut import import_lut
 
     try:
-        for flag, value in (("--format", fmt), ("--device", device), ("--space", space)):
-            if not value:
-                raise ConfigError(
-                    f"{flag} is required (formats: {', '.join(FORMATS)}); e.g. edgeauto lut "
-                    "import --format ofa-yaml DIR --device samsung-note10 --space ofa-mbv3"
-                )
-        profile = load_profile(device)  # type: ignore[arg-type]
         shape, n = parse_shape(input_shape, classes, dataset)
-        target_file = Path(out_file) if out_file else table_path(profile, space)  # type: ignore[arg-type]
-        model = None
-        if convert_to:
-            src_rt = IMPORTERS.get(fmt).runtime if fmt in IMPORTERS else ""  # type: ignore[arg-type]
-            sp = get_space(space, shape, n)  # type: ignore[arg-type]
-            model = load_or_measure(sp, src_rt, convert_to, tables_dir())
-        target = ImportTarget(profile, space, shape, n, target_file, estimate, origin, model)  # type: ignore[arg-type]
-        report = import_table(fmt, path, target)  # type: ignore[arg-type]
+        report, target_file = import_lut(
+            fmt, path, device, space, shape, n, out_file, estimate, origin, convert_to
+        )
     except EdgeAutoError as exc:
         fail(exc)
     for line in report.lines():
