@@ -1,6 +1,6 @@
 """Why timing is pinned: one model timed per core, unpinned, and on 1 vs 2 threads, side by side.
 
-A fixed random arch of ``fbnet-cifar`` at 3x32x32 (ms scale) is converted once for LiteRT and
+A fixed random arch of ``--space`` (default ``fbnet-cifar`` at 3x32x32: ms scale) is converted once for LiteRT and
 timed in ``--rounds`` fresh sessions of ``--runs`` runs each, interleaved over the settings
 (each core pinned alone, unpinned, two threads on every core), so a drift in the machine's load
 spreads over all of them. For each setting: the median of the round medians and the
@@ -8,6 +8,7 @@ repeatability (relative stdev of the round medians), plus the core the ``host`` 
 ``cpu_affinity: auto`` picks.
 
     .venv/bin/python benchmarks/pinning.py [--json PATH] [--rounds 12] [--runs 100]
+        [--space fbnet-lite --input-shape 1,28,28]
 """
 
 from __future__ import annotations
@@ -46,13 +47,16 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--space", default="fbnet-cifar")
+    ap.add_argument("--input-shape", default="3,32,32", help="C,H,W")
     args = ap.parse_args()
-    space = get_space("fbnet-cifar", (3, 32, 32), 10)
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    space = get_space(args.space, shape, 10)
     arch = space.sample(random.Random(0))
     litert = get_runtime("litert")
     medians: dict[str, list[float]] = {name: [] for name in settings()}
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(space.build(arch).train(False), (3, 32, 32), Path(tmp) / "m.onnx")
+        onnx_path = export_onnx(space.build(arch).train(False), shape, Path(tmp) / "m.onnx")
         art = litert.from_onnx(onnx_path, Path(tmp) / "m.tflite")
         for r in range(args.rounds):
             for name, (cores, threads) in settings().items():
@@ -65,7 +69,7 @@ def main() -> None:
             for n, m in medians.items()}  # fmt: skip
     result: dict[str, Any] = {
         "command": " ".join(sys.argv), "commit": _commit(), "date": _now(),
-        "cpu": host_cpu_name(), "model": {"space": space.name, "arch": arch.to_json()},
+        "cpu": host_cpu_name(), "model": {"space": space.name, "input_shape": list(shape), "arch": arch.to_json()},
         "runtime": f"litert {litert.version()}", "rounds": args.rounds, "runs": args.runs,
         "auto_picks": list(resolve_cores(load_profile("host")) or ()), "settings": rows,
     }  # fmt: skip
