@@ -9,7 +9,7 @@ timing only) is exported to ONNX, then to ``model.tflite`` (float32) and to a fu
 ``model_int8.tflite`` calibrated on fixed-seed random inputs (the scales do not change the
 kernels; see ``edgeauto.export.quantize.timing_calibration``), as ``--precision int8`` does.
 
-Timing: LiteRT with XNNPACK, 1 thread, the process pinned to CPU 0
+Timing: LiteRT with XNNPACK, 1 thread, the process pinned to the host profile's cores
 (``os.sched_setaffinity``). ``--rounds`` rounds, each a fresh session of both files in turn
 (interleaved, so that a change in the machine's load hits both), ``runs`` timed calls after
 a warm-up, ``runs`` chosen per model for ~0.25 s a round. A model's figure is the median of
@@ -30,24 +30,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from edgeauto.devices.profile import host_cpu_name
+from _stamp import stamp
+
+from edgeauto.devices.profile import host_cpu_name, load_profile
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.quantize import export_int8_timed
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import write_json
+from edgeauto.latency.cores import resolve_cores
 from edgeauto.spaces import Arch, SearchSpace, get_space
+from edgeauto.timing import allowed_cores
 
 #: (space, input shape, classes, archs): the cases of the task, ms and us scale.
 CASES: tuple[tuple[str, tuple[int, int, int], int, int], ...] = (
@@ -57,7 +59,6 @@ CASES: tuple[tuple[str, tuple[int, int, int], int, int], ...] = (
     ("fbnet-lite", (1, 28, 28), 10, 2),
 )
 ROUND_S = 0.25  # timed seconds per round and file: enough calls for a stable round median
-CPU = 0
 
 
 def parse_args() -> argparse.Namespace:
@@ -149,19 +150,12 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-        return head.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     args = parse_args()
-    os.sched_setaffinity(0, {CPU})  # one core: no migration between cores while timing
+    cores = resolve_cores(load_profile("host")) or allowed_cores()[:1]
+    os.sched_setaffinity(0, set(cores))  # the host profile's cores: no migration while timing
     start = time.perf_counter()
-    print(f"LiteRT {get_runtime('litert').version()}, 1 thread, pinned to CPU {CPU}, "
+    print(f"LiteRT {get_runtime('litert').version()}, 1 thread, pinned to cores {list(cores)}, "
           f"{args.rounds} rounds; speedup = fp32 ms / int8 ms")  # fmt: skip
     rows = measure(args.rounds, args.seed)
     summ = summary(rows)
@@ -173,9 +167,9 @@ def main() -> None:
     if args.json:
         doc = {
             "command": " ".join(["benchmarks/int8_vs_fp32.py", *sys.argv[1:]]),
-            "commit": commit(), "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **{k: v for k, v in stamp().items() if k != "command"},
             "cpu": host_cpu_name(), "litert": get_runtime("litert").version(), "threads": 1,
-            "pinned_cpu": CPU, "rounds": args.rounds, "wall_s": wall, "rows": rows,
+            "pinned_cpu": list(cores), "rounds": args.rounds, "wall_s": wall, "rows": rows,
             "summary": summ,
         }  # fmt: skip
         write_json(args.json, doc)

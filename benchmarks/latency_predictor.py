@@ -27,16 +27,16 @@ so the scores include what an unsteady machine does to them.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _stamp import stamp
 
 from edgeauto.data import dataset_shape
 from edgeauto.devices.profile import DeviceProfile, host_cpu_name, load_profile
@@ -231,7 +231,7 @@ def main() -> None:
         samples = measure_interleaved(artifacts, base.threads, args, rts)
         retimed = retime_unsteady(artifacts, samples, base.threads, args)
     result: dict[str, Any] = {
-        "command": " ".join(sys.argv), "commit": _commit(), "date": _now(),
+        **stamp(),
         "n_archs": len(archs), "space": space.name, "input_shape": list(shape),
         "threads": base.threads, "runtime": base.runtime, "cpu": host_cpu_name(),
         "cpu_affinity": list(cores) if cores else None,
@@ -258,18 +258,6 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _cell(v: float | None, pct: bool) -> str:

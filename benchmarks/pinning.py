@@ -14,15 +14,15 @@ repeatability (relative stdev of the round medians), plus the core the ``host`` 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from _stamp import stamp
 
 from edgeauto.devices.profile import host_cpu_name, load_profile
 from edgeauto.export.onnx import export_onnx
@@ -68,7 +68,7 @@ def main() -> None:
     rows = {n: {"median_ms": statistics.median(m), "repeatability": spread(m), "rounds_ms": m}
             for n, m in medians.items()}  # fmt: skip
     result: dict[str, Any] = {
-        "command": " ".join(sys.argv), "commit": _commit(), "date": _now(),
+        **stamp(),
         "cpu": host_cpu_name(), "model": {"space": space.name, "input_shape": list(shape), "arch": arch.to_json()},
         "runtime": f"litert {litert.version()}", "rounds": args.rounds, "runs": args.runs,
         "auto_picks": list(resolve_cores(load_profile("host")) or ()), "settings": rows,
@@ -80,15 +80,6 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":

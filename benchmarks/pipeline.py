@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _stamp import stamp
 from torch import nn
 
 import edgeauto
@@ -149,7 +150,7 @@ def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, An
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
-    doc: dict[str, Any] = {"command": " ".join(sys.argv), "commit": _commit(), "date": _now(),
+    doc: dict[str, Any] = {**stamp(),
                            "make_run_s": None, "budgets": [], "settings": vars(args) | {
         "json": str(args.json), "out": str(args.out)}}  # fmt: skip
     if not args.skip_make_run:
@@ -188,17 +189,6 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2))
-
-
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return out.stdout.strip() or "unknown"
-
-
-def _now() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 if __name__ == "__main__":
