@@ -53,6 +53,7 @@ from edgeauto.latency.fusion import (
     get_predictor,
     list_predictors,
 )
+from edgeauto.latency.runners.base import RETRIES
 from edgeauto.latency.table import LatencyStat, LatencyTable, WholeModelRun
 from edgeauto.progress import RichReporter
 from edgeauto.spaces import Arch, SearchSpace, get_space
@@ -153,12 +154,13 @@ def retime_unsteady(
     artifacts: list[dict[str, Path]], samples: dict[str, list[list[list[float]]]],
     threads: int, args: argparse.Namespace,
 ) -> int:  # fmt: skip
-    """Time again (up to twice) each arch whose rounds spread over REPEATABLE, keeping the
-    steadier set of rounds, as edgeauto's runners do. Returns how many were re-timed."""
+    """Time again (up to RETRIES times) each arch whose rounds spread over REPEATABLE, keeping
+    the steadier set of rounds, as edgeauto's runners do (``Runner.measure_all``); here the
+    rounds stay raw samples, interleaved. Returns how many were re-timed."""
     redone = 0
     for rt, per_arch in samples.items():
         for i, rounds in enumerate(per_arch):
-            for _ in range(2):
+            for _ in range(RETRIES):
                 if noise(rounds) <= REPEATABLE:
                     break
                 runtime = get_runtime(TARGETS[rt][0])

@@ -54,12 +54,13 @@ def main() -> None:
     space = get_space(args.space, shape, 10)
     arch = space.sample(random.Random(0))
     litert = get_runtime("litert")
-    medians: dict[str, list[float]] = {name: [] for name in settings()}
+    cases = settings()
+    medians: dict[str, list[float]] = {name: [] for name in cases}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(space.build(arch).train(False), shape, Path(tmp) / "m.onnx")
         art = litert.from_onnx(onnx_path, Path(tmp) / "m.tflite")
         for r in range(args.rounds):
-            for name, (cores, threads) in settings().items():
+            for name, (cores, threads) in cases.items():
                 with pinned(cores):
                     samples = litert.sample(art, threads, args.runs, 20)
                 medians[name].append(statistics.median(samples))

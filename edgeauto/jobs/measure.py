@@ -4,7 +4,7 @@ the device (or emulated when it is out of reach), on every device of ``--one-mod
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ def _warn_unsteady(ctx: Context, stats: dict[str, LatencyStat]) -> None:
     shaky = {n: s.repeatability for n, s in stats.items() if not s.repeatable}
     ctx.measurement["unrepeatable"] = shaky
     if shaky:
-        worst = max(shaky.values(), default=0.0) or 0.0
+        worst = max(v for v in shaky.values() if v is not None)
         ctx.reporter.log(
             f"warning: {', '.join(shaky)} timed unsteadily (rounds spread up to {worst:.1%}, "
             f"above {REPEATABLE:.0%}) even after re-measuring: something else loads the device"
@@ -231,7 +231,11 @@ def _record_history(
 
 
 def measure_torch(
-    model: nn.Module, shape: tuple[int, ...], threads: int, runs: int, cores: Any = None
+    model: nn.Module,
+    shape: tuple[int, ...],
+    threads: int,
+    runs: int,
+    cores: Sequence[int] | None = None,
 ) -> LatencyStat:
     """PyTorch eager latency at batch 1 with ``threads`` intra-op threads, on ``cores``."""
     old = torch.get_num_threads()
