@@ -144,7 +144,17 @@ def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, An
     before = (m["pruning"] or {}).get("scale")
     return {"acc": m.accuracy, "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
             "measured_over_predicted_before_pruning": before,
-            "repeatability": m["latency"].get("repeatability", {}).get("litert")}  # fmt: skip
+            "repeatability": m["latency"].get("repeatability", {}).get("litert"),
+            **frame(m, budget)}  # fmt: skip
+
+
+def frame(m: edgeauto.Manifest, budget: float) -> dict[str, Any]:
+    """The verdict's figure is read beside the run's reference model: the same model as
+    timed now (raw) and how far the machine drifted since the reference's first timing."""
+    ref = m["latency"].get("reference")
+    if not ref:
+        return {"raw_ratio": None, "drift": None}
+    return {"raw_ratio": ref["raw_ms"] / budget, "drift": ref["drift"]}
 
 
 def main() -> None:
@@ -157,7 +167,8 @@ def main() -> None:
         doc["make_run_s"], doc["make_run_exit"] = time_make_run(args.out / "make-run")
         mr = edgeauto.Manifest.load(args.out / "make-run")
         doc["make_run"] = {"ratio": mr.measured_ms / 0.06, "measured_ms": mr.measured_ms,
-                           "measured_over_predicted_before_pruning": mr["pruning"].get("scale")}  # fmt: skip
+                           "measured_over_predicted_before_pruning": mr["pruning"].get("scale"),
+                           **frame(mr, 0.06)}  # fmt: skip
         print(f"make run (table cached): {doc['make_run_s']:.0f} s (goal <= 300 s), "
               f"exit {doc['make_run_exit']}, measured / budget {doc['make_run']['ratio']:.3f}, "
               f"searched arch measured / predicted {doc['make_run']['measured_over_predicted_before_pruning']}")  # fmt: skip

@@ -22,8 +22,10 @@ from edgeauto.limits import Limits
 #: the budget would be measured over it about half the time.
 LANDING = 0.95
 #: A measured state within this band (x budget) ends pruning; below it pruning restarts
-#: higher, above it pruning goes on lower.
-ACCEPT = (0.90, 0.99)
+#: higher, above it pruning goes on lower. The verdict times the exported model again, beside
+#: the same reference (edgeauto.jobs.reference); the two takes still differ by 1-2% (a state
+#: kept at 0.990x verified at 1.002x), so the band keeps that far inside [0.90, 1.00].
+ACCEPT = (0.915, 0.98)
 #: The search of ``search-then-compress`` may use this factor over the budget.
 HEADROOM = 1.25
 

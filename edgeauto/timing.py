@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from edgeauto.errors import RunnerError
@@ -72,6 +73,71 @@ class LatencyStat:
         kept = [x for r in rounds if r and statistics.median(r) <= low * DISTURBED for x in r]
         pooled = cls.from_samples(kept)
         return cls(pooled.median_ms, pooled.p90_ms, pooled.runs, spread(medians))
+
+
+@dataclass(frozen=True)
+class RelativeStat:
+    """A model timed beside a fixed reference model in the same interleaved rounds.
+
+    Within the hour this machine drifts by 5-10% between two takes a minute apart (and a
+    neighbour on the host can slow one take by 50%), which moves both models alike: the
+    ratio of their round medians spread 3.6% over twenty takes where the model's own median
+    spread 13%. ``ratio`` is the median of the per-round ratios, so one round where only
+    one of the two was disturbed does not move it.
+    """
+
+    ratio: float
+    #: Relative stdev of the per-round ratios; None from one round.
+    repeatability: float | None
+    model: LatencyStat  # as timed now
+    reference: LatencyStat  # as timed now, in the same rounds
+
+    @classmethod
+    def from_rounds(cls, pairs: Sequence[tuple[LatencyStat, LatencyStat]]) -> RelativeStat:
+        """From one (model, reference) pair of single-round stats per round."""
+        ratios = [m.median_ms / r.median_ms for m, r in pairs]
+        model = _pooled_medians([m for m, _ in pairs])
+        return cls(statistics.median(ratios), spread(ratios), model, _pooled_medians(
+            [r for _, r in pairs]))  # fmt: skip
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether the rounds' ratios agreed within :data:`REPEATABLE`."""
+        return self.repeatability is None or self.repeatability <= REPEATABLE
+
+    def at(self, reference_ms: float) -> LatencyStat:
+        """The model's time when the reference takes ``reference_ms`` (its p90 scaled alike),
+        with the ratio's repeatability."""
+        scale = self.ratio * reference_ms / self.model.median_ms
+        m = self.model
+        return LatencyStat(m.median_ms * scale, m.p90_ms * scale, m.runs, self.repeatability)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A run's reference model: its artifact and its time when the run timed it first.
+
+    Every later whole-model timing of the run is taken beside it (:class:`RelativeStat`) and
+    read as ``ratio * ms``: the machine as it was then, so that pruning's measurements and the
+    verdict's, minutes apart, agree even when the machine drifted between them.
+    """
+
+    path: Path
+    ms: float
+    repeatability: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (the path as a string)."""
+        return {"path": str(self.path), "ms": self.ms, "repeatability": self.repeatability}
+
+
+def _pooled_medians(stats: Sequence[LatencyStat]) -> LatencyStat:
+    """Median of the round medians and of their p90s, the runs summed."""
+    return LatencyStat(
+        statistics.median(s.median_ms for s in stats),
+        statistics.median(s.p90_ms for s in stats),
+        sum(s.runs for s in stats), spread([s.median_ms for s in stats]),
+    )  # fmt: skip
 
 
 def spread(values: Sequence[float]) -> float | None:

@@ -304,6 +304,15 @@ def test_local_run_records_history(tables_copy: Path, tmp_path: Path) -> None:
     assert history[0].measured_ms == pytest.approx(m["latency"]["measured"]["litert_ms"])
     assert m["device"]["measured_on"] == "device" and m["device"]["cpu"] == host_cpu_name()
     assert "torch_eager_ms" in m["latency"]["measured"]
+    # one frame for the run: the calibration network nearest the budget is the reference
+    # every later whole-model timing is taken beside (pruning's, the verdict's)
+    stages = json.loads((tmp_path / "out" / "stages.json").read_text())
+    ref, lat = stages["reference"], m["latency"]
+    assert (tmp_path / "out" / "reference.tflite").is_file() and ref["ms"] > 0
+    assert lat["reference"]["ms"] == ref["ms"] and lat["calibration"]["source"] == "fresh"
+    assert m.measured_ms == pytest.approx(lat["reference"]["ratio"] * ref["ms"])
+    nearest = lat["calibration"]["fresh_networks"][0]  # timed beside itself: about 1x
+    assert nearest["measured_ms"] == pytest.approx(ref["ms"], rel=0.15)
 
 
 class _StubPhone(Runner):

@@ -117,7 +117,7 @@ def test_int8_table_holds_int8_timings(int8_tables, host_profile, micro_space) -
     key = max(table.entries, key=lambda k: table.entries[k].median_ms)
     timer = make_timer(host_profile, TimingSettings(runs=50, warmup=10, rounds=3), "int8")
     try:
-        artifact = timer._artifact(block_for_key(key), (key.cin, key.h, key.w), "probe")
+        artifact = timer.export(block_for_key(key), (key.cin, key.h, key.w), "probe")
         it = Interpreter(model_path=str(artifact))
         assert it.get_input_details()[0]["dtype"] == np.int8
         again = timer._measure([artifact])[0].median_ms
@@ -200,6 +200,10 @@ def test_run_int8_ends_with_the_verdict_on_model_int8(int8_tables, tmp_path) -> 
     # search and pruning priced with the int8 table; pruning measured the whole model first
     assert m["table"]["path"] == str(path)
     assert m["pruning"]["scale"] != 1.0
+    # ... beside a reference converted as the deployed model is: full-integer
+    ref = m["latency"]["reference"]
+    assert m.measured_ms == pytest.approx(ref["ratio"] * ref["ms"])
+    assert _input_dtype(Path(ref["path"])) == _input_dtype(m.artifact("tflite_int8")) != "float32"
     # the verification recorded is model_int8.tflite's, in the int8 table's history
     table = LatencyTable.load(path)
     assert len(table.history) == history + 1
@@ -207,3 +211,8 @@ def test_run_int8_ends_with_the_verdict_on_model_int8(int8_tables, tmp_path) -> 
     assert table.history[-1].measured_ms == m.measured_ms
     assert not micro_table_path(tables).exists()  # no fp32 table was made or used
     assert "int8: model_int8.tflite" in (tmp_path / "run" / "report.md").read_text()
+
+
+def _input_dtype(path: Path) -> str:
+    it = Interpreter(model_path=str(path))
+    return np.dtype(it.get_input_details()[0]["dtype"]).name

@@ -18,7 +18,7 @@ from edgeauto.latency.cores import CoreSurvey, resolve_cores, survey
 from edgeauto.latency.runners.base import RETRIES
 from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.latency.table import LatencyTable
-from edgeauto.timing import REPEATABLE, LatencyStat, allowed_cores, pinned
+from edgeauto.timing import REPEATABLE, LatencyStat, RelativeStat, allowed_cores, pinned
 
 
 def with_cores(profile: DeviceProfile, cores: object) -> DeviceProfile:
@@ -148,3 +148,39 @@ def test_unsteady_figures_are_taken_again(host_profile: DeviceProfile, tmp_path:
     never = _Replay(host_profile, unsteady_takes=99)
     stat = never.measure(art, 1, 30, 5, rounds=3)
     assert never.calls == 1 + RETRIES and stat.repeatability == 0.2 and not stat.repeatable
+
+
+def test_relative_stat_is_the_median_of_round_ratios() -> None:
+    """A machine twice as slow in one round moves model and reference alike: the ratio does
+    not move; a round where only the model was disturbed is outvoted by the median."""
+    rounds = [(1.0, 2.0), (2.0, 4.0), (1.1, 2.0), (3.0, 2.0), (1.0, 2.0)]  # (model, ref) ms
+    rel = RelativeStat.from_rounds([(LatencyStat(m, m * 1.2, 10), LatencyStat(r, r, 10))
+                                    for m, r in rounds])  # fmt: skip
+    assert rel.ratio == pytest.approx(0.5) and rel.model.runs == 50
+    assert rel.model.median_ms == pytest.approx(1.1) and rel.reference.median_ms == 2.0
+    assert rel.repeatability and rel.repeatability > REPEATABLE and not rel.repeatable
+    at = rel.at(3.0)  # the model when the reference takes 3 ms
+    assert at.median_ms == pytest.approx(1.5) and at.p90_ms == pytest.approx(1.5 * 1.32 / 1.1)
+    assert at.repeatability == rel.repeatability
+
+
+def test_timing_beside_a_reference(host_profile: DeviceProfile, tmp_path: Path) -> None:
+    """Real LiteRT sessions, interleaved: a model beside itself reads about 1, and a model
+    with 16x the MACs of another reads far above it."""
+    from edgeauto.export.onnx import export_onnx
+    from edgeauto.export.runtimes import get_runtime
+    from edgeauto.spaces.modules import Stem
+
+    litert = get_runtime("litert")
+
+    def artifact(channels: int) -> Path:
+        onnx_path = export_onnx(Stem(3, channels, 1).train(False), (3, 32, 32),
+                                tmp_path / f"c{channels}.onnx")  # fmt: skip
+        return litert.from_onnx(onnx_path, tmp_path / f"c{channels}.tflite")
+
+    small, big = artifact(8), artifact(128)
+    runner = LocalRunner(host_profile)
+    same, bigger = runner.measure_beside([small, big], small, 1, 50, 10, rounds=5)
+    assert same.ratio == pytest.approx(1.0, rel=0.15), same
+    assert bigger.ratio > 2 * same.ratio, bigger
+    assert same.model.runs == bigger.reference.runs == 5 * 50

@@ -254,6 +254,12 @@ def test_tight_budget_forces_pruning(tmp_path: Path, micro_tables: Path, digits)
     assert all(a.params > b.params for a, b in zip(plan.steps, plan.steps[1:]))
     for name in ("onnxruntime", "litert"):
         assert m["parity"][name]["top1_agreement"] == 1.0
+    # pruning and the verdict timed beside the unpruned model (the run's reference)
+    ref = m["latency"]["reference"]
+    assert (tmp_path / "out" / "reference.tflite").exists() and ref["ms"] > 0
+    assert m.measured_ms == pytest.approx(ref["ratio"] * ref["ms"])
+    assert ref["now_ms"] > 0 and ref["drift"] == pytest.approx(ref["now_ms"] / ref["ms"])
+    assert ref["raw_ms"] > 0
     aim = budget * LANDING
     if steps[0] <= aim:
         assert plan.ops == [] and m.predicted_ms == pytest.approx(searched_ms)

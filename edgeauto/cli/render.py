@@ -33,6 +33,8 @@ def summary(manifest: Manifest) -> None:
             t.add_row(f"{'EMULATED' if emulated else 'measured'} {key[:-3]} (ms)", shown)
     if lat.get("cpu_affinity"):
         t.add_row("timed on cores", ",".join(map(str, lat["cpu_affinity"])))
+    if ref := lat.get("reference"):  # measured_ms is in the reference's frame: show both
+        t.add_row("as timed now, raw (ms)", f"{ref['raw_ms']:.4f} (drift x{ref['drift']:.3f})")
     if emulated:  # the device was out of reach: the number is this machine's x a fitted ratio
         e = lat["emulation"]
         t.add_row("emulation fit error (blocks)", f"{e['rmspe']:.1%} ({e['shared']} blocks)")

@@ -17,8 +17,13 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError
+from edgeauto.jobs.reference import open_reference
 from edgeauto.latency.builder import BlockTimer, check_precision
-from edgeauto.latency.calibration.fresh import FreshCalibration, measure_calibration
+from edgeauto.latency.calibration.fresh import (
+    FreshCalibration,
+    measure_calibration,
+    near_budget,
+)
 from edgeauto.latency.device import open_table
 from edgeauto.latency.model import LatencyModel
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -28,6 +33,7 @@ from edgeauto.progress import Reporter
 from edgeauto.rundir import RunDir
 from edgeauto.search import STRATEGIES
 from edgeauto.spaces import SearchSpace, get_space
+from edgeauto.timing import Reference
 
 INHERITED = "checkpoints/inherited.pt"  # supernet weights of the searched arch (dnas)
 
@@ -52,6 +58,9 @@ class Context:
     measurement: dict[str, Any] = dataclasses.field(default_factory=dict)
     # --one-model: every device's budget at once, in this device's ms (latency/worst_case.py)
     worst: WorstCasePredictor | None = None
+    # The model every whole-model timing of the run is taken beside (jobs/reference.py):
+    # set by the fresh calibration, else by prune_stage
+    reference: Reference | None = None
 
     @property
     def latency(self) -> LatencyModel:
@@ -189,8 +198,22 @@ def calibrate_stage(ctx: Context, member: Member) -> None:
         fresh = FreshCalibration.from_json(recorded)
     else:  # a few seconds, without a progress line: any input error must stay one line
         fresh = measure_calibration(
-            predictor, ctx.space, ctx.data.input_shape, member.budget_ms, ctx.cfg.seed
-        )
+            predictor, ctx.space, ctx.data.input_shape, member.budget_ms, ctx.cfg.seed,
+            _reference(ctx, member),
+        )  # fmt: skip
         done = ctx.rd.stages().get("calibrate", {})
         ctx.rd.record("calibrate", {**done, name: fresh.to_json()})
     predictor.recalibrate(fresh.factor, "fresh")
+
+
+def _reference(ctx: Context, member: Member) -> Reference | None:
+    """The run's reference, made from the calibration network nearest the budget: the run's
+    own device only (``--one-model`` times several devices: none)."""
+    if ctx.worst is not None or ctx.space is None or member.predictor is not ctx.predictor:
+        return None
+    timer = member.predictor.timer
+    assert timer is not None  # calibrate_stage checks it
+    nearest = near_budget(ctx.space, member.predictor, member.budget_ms, 1, ctx.cfg.seed)[0]
+    shape = ctx.data.input_shape
+    ctx.reference = open_reference(ctx.rd, timer, ctx.space.build(nearest), shape, ctx.cfg.resume)
+    return ctx.reference

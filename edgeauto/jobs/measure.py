@@ -27,7 +27,7 @@ from edgeauto.latency.builder import (
 )
 from edgeauto.latency.calibration.history import calibration_factor, record_verification
 from edgeauto.latency.emulation import MIN_NETWORKS, expected_error, fit_emulation
-from edgeauto.latency.runners import get_runner
+from edgeauto.latency.runners import Runner, get_runner
 from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.latency.worst_case import Member
 from edgeauto.timing import REPEATABLE, LatencyStat, pinned
@@ -127,7 +127,7 @@ def _measure_on_device(
     board may lack the other runtime (and adb times .tflite only), so those failures are
     recorded and skipped.
     """
-    p, runs = ctx.profile, ctx.cfg.measure_runs
+    p = ctx.profile
     required = {p.runtime, ctx.deployed}
     order = [ctx.deployed, *(n for n in artifacts if n != ctx.deployed)]
     stats: dict[str, LatencyStat] = {}
@@ -136,7 +136,7 @@ def _measure_on_device(
         info = runner.describe()
         for i, name in enumerate(order, 1):
             try:
-                stats[name] = runner.measure(artifacts[name], p.threads, *verify_counts(runs))
+                stats[name] = _verify(ctx, runner, artifacts[name], name == ctx.deployed)
             except RunnerError as exc:
                 if name in required or p.connection.kind == "local":
                     raise
@@ -149,6 +149,22 @@ def _measure_on_device(
     )  # fmt: skip
     _warn_unsteady(ctx, stats)
     return {n: stats[n] for n in artifacts if n in stats}
+
+
+def _verify(ctx: Context, runner: Runner, artifact: Path, deployed: bool) -> LatencyStat:
+    """One artifact timed for the verdict. The deployed one is taken beside the run's
+    reference where pruning measured against it, and read in the reference's frame (the
+    machine as pruning saw it); the figure as timed now and the drift are recorded too."""
+    p, runs, ref = ctx.profile, ctx.cfg.measure_runs, ctx.reference
+    if not deployed or ref is None:
+        return runner.measure(artifact, p.threads, *verify_counts(runs))
+    rel = runner.measure_beside([artifact], ref.path, p.threads, *verify_counts(runs))[0]
+    ctx.measurement["reference"] = {
+        **ref.to_json(), "ratio": rel.ratio, "now_ms": rel.reference.median_ms,
+        "drift": rel.reference.median_ms / ref.ms, "raw_ms": rel.model.median_ms,
+        "raw_repeatability": rel.model.repeatability,
+    }  # fmt: skip
+    return rel.at(ref.ms)
 
 
 def _warn_unsteady(ctx: Context, stats: dict[str, LatencyStat]) -> None:

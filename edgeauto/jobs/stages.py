@@ -18,6 +18,7 @@ from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.export.quantize import calibration_set
 from edgeauto.fileio import atomic_path
 from edgeauto.jobs.context import INHERITED, Context, calibrate_devices
+from edgeauto.jobs.reference import open_reference
 from edgeauto.jobs.search import make_strategy, run_trials, study_objective
 from edgeauto.killpoints import kill_point
 from edgeauto.latency.model import LatencyModel
@@ -156,6 +157,10 @@ def prune_stage(ctx: Context, model: nn.Module) -> tuple[nn.Module, PruningPlan]
     the timer's table and measurements are int8 (:func:`_measure_whole`).
     """
     shape = ctx.data.input_shape
+    timer = ctx.whole_timer
+    if timer and ctx.reference is None and ctx.worst is None:  # none from the calibration
+        args = (ctx.data.input_shape, ctx.cfg.resume, _int8_inputs(ctx))
+        ctx.reference = open_reference(ctx.rd, timer, model, *args)
     if done := ctx.resumed("prune"):
         plan = PruningPlan.from_json(done["plan"])
         plan.apply(model, shape)
@@ -202,7 +207,11 @@ def _measure_whole(ctx: Context, model: nn.Module) -> float | None:
     int8 models are calibrated on the inputs ``model_int8.tflite`` will be (export_stage)."""
     timer, shape, inputs = ctx.whole_timer, ctx.data.input_shape, _int8_inputs(ctx)
     if ctx.worst is None:
-        return timer.time_module(model, shape, inputs).median_ms if timer else None
+        if timer is None:
+            return None
+        if (ref := ctx.reference) is not None:  # beside the reference: free of the drift
+            return timer.time_beside([model], shape, ref.path, inputs)[0].at(ref.ms).median_ms
+        return timer.time_module(model, shape, inputs).median_ms
     keys = list(model.op_keys(shape[1:]))
     ratios = []
     for m in ctx.worst.members:

@@ -87,6 +87,8 @@ def _latency_json(ctx: Context, predicted: float, stats: dict[str, LatencyStat])
         # how far the fresh sessions' medians spread: a figure is only as good as this
         "repeatability": {n: st.repeatability for n, st in stats.items()},
         "unrepeatable": m.get("unrepeatable", {}), "cpu_affinity": m.get("cores"),
+        # the deployed artifact timed beside the run's reference: measured_ms is in its frame
+        "reference": m.get("reference"),
         "predictor": ctx.predictor.to_json() if ctx.predictor else None,
     }  # fmt: skip
 

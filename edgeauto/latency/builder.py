@@ -34,10 +34,15 @@ from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance, WholeM
 from edgeauto.spaces.base import Arch, SearchSpace
 from edgeauto.spaces.key import OpKey
 from edgeauto.spaces.modules import Stem, block_for_key
-from edgeauto.timing import allowed_cores
+from edgeauto.timing import RelativeStat, allowed_cores
 from edgeauto.version import __version__
 
 Progress = Callable[[int, int, OpKey | None], None]
+
+
+#: Rounds of a timing relative to a reference (:meth:`BlockTimer.time_beside`): the ratio is
+#: a median of per-round ratios, which needs a few of them.
+RELATIVE_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -78,13 +83,15 @@ class BlockTimer:
         self.precision = precision
         self._dir = tempfile.TemporaryDirectory(prefix="edgeauto-profile-")
 
-    def _artifact(
+    def export(
         self,
         module: nn.Module,
         input_shape: tuple[int, int, int],
         name: str,
         calibration: np.ndarray | None = None,
     ) -> Path:
+        """``module`` converted as this timer times it (runtime, precision), in its work
+        folder under ``name``: the file is replaced by the next export of that name."""
         work = Path(self._dir.name)
         onnx_path = export_onnx(module.train(False), input_shape, work / f"{name}.onnx")
         if self.precision == "int8":  # calibrated on fixed-seed random inputs unless given
@@ -106,12 +113,28 @@ class BlockTimer:
         ``calibration`` (NCHW float32 inputs) sets an int8 model's scales; without it they
         come from fixed-seed random inputs. fp32 ignores it.
         """
-        return self._measure([self._artifact(module, input_shape, "block", calibration)])[0]
+        return self._measure([self.export(module, input_shape, "block", calibration)])[0]
+
+    def time_beside(
+        self,
+        modules: Sequence[nn.Module],
+        input_shape: tuple[int, int, int],
+        reference: Path,
+        calibration: np.ndarray | None = None,
+    ) -> list[RelativeStat]:
+        """Whole ``modules`` timed relative to the ``reference`` artifact in the same
+        interleaved rounds (:meth:`Runner.measure_beside`): figures the machine's drift
+        leaves alone."""
+        arts = [
+            self.export(m, input_shape, f"beside{i}", calibration) for i, m in enumerate(modules)
+        ]
+        s, rounds = self.settings, max(self.settings.rounds, RELATIVE_ROUNDS)
+        return self.runner.measure_beside(arts, reference, self.threads, s.runs, s.warmup, rounds)
 
     def time_keys(self, keys: Sequence[OpKey]) -> list[LatencyStat]:
         """Time the block of every key in one runner call (one round trip on remote devices)."""
         artifacts = [
-            self._artifact(block_for_key(k), (k.cin, k.h, k.w), f"block{i}")
+            self.export(block_for_key(k), (k.cin, k.h, k.w), f"block{i}")
             for i, k in enumerate(keys)
         ]
         return self._measure(artifacts)
@@ -123,7 +146,7 @@ class BlockTimer:
         self, modules: Sequence[nn.Module], input_shape: tuple[int, int, int]
     ) -> list[LatencyStat]:
         """Time whole networks end to end, in one runner call (one round trip)."""
-        artifacts = [self._artifact(m, input_shape, f"net{i}") for i, m in enumerate(modules)]
+        artifacts = [self.export(m, input_shape, f"net{i}") for i, m in enumerate(modules)]
         return self._measure(artifacts)
 
     def time_overhead(self) -> LatencyStat:

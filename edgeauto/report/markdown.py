@@ -58,6 +58,14 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
         lines.append(f"Not timed on the device: {name} ({why}).")
     if lat.get("cpu_affinity"):
         lines.append(f"Timed on cores {', '.join(map(str, lat['cpu_affinity']))} only (pinned).")
+    if ref := lat.get("reference"):
+        lines.append(
+            f"Timed beside the run's reference model ({Path(ref['path']).name}, "
+            f"{_fmt(ref['ms'])} ms when the run first timed it), in interleaved rounds: the "
+            f"model is {ref['ratio']:.3f}x it, so {_fmt(lat['measured_ms'])} ms on the machine "
+            f"pruning measured; as timed now {_fmt(ref['raw_ms'])} ms, the reference running "
+            f"at {ref['drift']:.3f}x its first time (the machine's drift, cancelled)."
+        )
     for name, rsd in (lat.get("unrepeatable") or {}).items():
         lines.append(
             f"**Unsteady**: {name}'s fresh sessions still disagreed by {rsd:.1%} after "

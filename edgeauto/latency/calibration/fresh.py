@@ -21,6 +21,7 @@ from typing import Any
 from edgeauto.errors import ConfigError
 from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.spaces.base import Arch, SearchSpace
+from edgeauto.timing import Reference
 
 FRESH_ARCHS = 3  # a median of three rejects one disturbed timing
 CANDIDATES = 64  # random archs the three nearest the budget are picked from
@@ -68,13 +69,22 @@ def measure_calibration(
     input_shape: tuple[int, int, int],
     budget_ms: float,
     seed: int = 0,
+    reference: Reference | None = None,
 ) -> FreshCalibration:
     """Time :data:`FRESH_ARCHS` whole networks near ``budget_ms`` with the predictor's timer
-    (one runner call) and compare each with its uncalibrated prediction."""
-    if predictor.timer is None:
+    (one runner call) and compare each with its uncalibrated prediction. With a
+    ``reference``, they are timed beside it and read in its frame
+    (:meth:`~edgeauto.timing.RelativeStat.at`), as the run's later timings will be."""
+    timer = predictor.timer
+    if timer is None:
         raise ConfigError("a fresh calibration needs a device this machine can time")
     archs = near_budget(space, predictor, budget_ms, FRESH_ARCHS, seed)
-    stats = predictor.timer.time_networks([space.build(a) for a in archs], input_shape)
+    nets = [space.build(a) for a in archs]
+    if reference is None:
+        stats = timer.time_networks(nets, input_shape)
+    else:
+        relative = timer.time_beside(nets, input_shape, reference.path)
+        stats = [r.at(reference.ms) for r in relative]
     rows = [
         {"arch": a.to_json(), "predicted_ms": predictor.uncalibrated(space.blocks(a)),
          "measured_ms": s.median_ms}

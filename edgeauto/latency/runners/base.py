@@ -22,7 +22,7 @@ from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import RunnerError
 from edgeauto.latency.cores import resolve_cores
 from edgeauto.registry import Registry
-from edgeauto.timing import LatencyStat
+from edgeauto.timing import LatencyStat, RelativeStat
 
 #: Times an unrepeatable measurement is taken again before it is reported as such.
 RETRIES = 2
@@ -87,6 +87,38 @@ class Runner(abc.ABC):
             for i, stat in zip(redo, again):
                 stats[i] = min(stats[i], stat, key=lambda s: s.repeatability or 0.0)
         return stats
+
+    def measure_beside(
+        self, artifacts: Sequence[Path], reference: Path, threads: int, runs: int, warmup: int,
+        rounds: int,
+    ) -> list[RelativeStat]:  # fmt: skip
+        """Each artifact timed relative to ``reference`` (:class:`RelativeStat`): ``rounds``
+        interleaved rounds of one fresh session each, artifacts then reference. A figure
+        whose ratios disagree is taken again (as in :meth:`measure_all`)."""
+        check_counts(runs, warmup, rounds)
+        stats = self._beside(artifacts, reference, threads, runs, warmup, rounds)
+        for _ in range(RETRIES):
+            redo = [i for i, s in enumerate(stats) if not s.repeatable]
+            if not redo:
+                break
+            picked = [artifacts[i] for i in redo]
+            again = self._beside(picked, reference, threads, runs, warmup, rounds)
+            for i, stat in zip(redo, again):
+                stats[i] = min(stats[i], stat, key=lambda s: s.repeatability or 0.0)
+        return stats
+
+    def _beside(
+        self, artifacts: Sequence[Path], reference: Path, threads: int, runs: int, warmup: int,
+        rounds: int,
+    ) -> list[RelativeStat]:  # fmt: skip
+        takes = [
+            self.measure_many([*artifacts, reference], threads, runs, warmup, 1)
+            for _ in range(rounds)
+        ]
+        return [
+            RelativeStat.from_rounds([(take[i], take[-1]) for take in takes])
+            for i in range(len(artifacts))
+        ]
 
     def measure(
         self, artifact: Path, threads: int, runs: int, warmup: int, rounds: int = 1
