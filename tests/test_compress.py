@@ -13,7 +13,7 @@ import torch_pruning as tp
 from helpers import DIGITS_SHAPE, build_trained, micro_table_path, sample_archs
 from torch import nn
 
-from edgeauto.budget import LANDING
+from edgeauto.budget import ACCEPT
 from edgeauto.compress import (
     PRUNERS,
     PruneConfig,
@@ -399,8 +399,36 @@ def test_prune_measured_lands_on_the_measured_budget(micro_space, trained_micro,
     kept, plan = prune_measured(pruner, model, problem, device)
     assert plan.scale == pytest.approx(1.6) and plan.steps[0].cost == pytest.approx(start)
     assert plan.budget == budget and plan.status == "met", plan.message
-    assert 0.85 * budget <= device(kept) <= LANDING * budget * 1.0001, plan.steps
+    # the last step's proposals are measured: it lands in the accept band, or, none of them
+    # measuring inside it, on the predicted choice just under the landing point
+    assert 0.85 * budget <= device(kept) <= ACCEPT[1] * budget * 1.0001, plan.steps
     assert PruningPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_netadapt_measures_its_last_step(micro_space, trained_micro, digits) -> None:
+    """With a measurement, the last step measures the proposals nearest the target and takes
+    the best-scored one *measured* inside the band, and pruning stops there (its message says
+    so); without one, it ends on the predicted choice."""
+    model = build_trained(micro_space, trained_micro)
+    cost = _macs(DIGITS_SHAPE)
+    calls: list[float] = []
+
+    def device(m: nn.Module) -> float:  # reads 12% under the prediction
+        calls.append(0.88 * cost(m))
+        return calls[-1]
+
+    budget = 0.8 * cost(model)
+    band = (0.85 * budget, 0.875 * budget)
+    cfg = PruneConfig(round_to=1, measured_proposals=5)
+    problem = PruneProblem(DIGITS_SHAPE, cost, budget, digits, "MACs", device, band)
+    plan = PRUNERS.get("netadapt")("l1", cfg).prune(model, problem)
+    assert 0 < len(calls) <= 5 and band[0] <= 0.88 * cost(model) <= band[1], calls
+    assert plan.status == "met" and plan.message.startswith("measured"), plan.message
+    alone = PruneProblem(DIGITS_SHAPE, cost, budget, digits, "MACs")
+    plan = PRUNERS.get("netadapt")("l1", cfg).prune(
+        build_trained(micro_space, trained_micro), alone
+    )
+    assert plan.status == "met" and not plan.message.startswith("measured")
 
 
 def test_from_rounds_drops_a_disturbed_round() -> None:

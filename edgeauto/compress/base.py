@@ -147,6 +147,11 @@ class PruneProblem:
     budget: float
     data: Dataset | None = None
     unit: str = "ms"
+    #: The whole model measured on the device, and the measured range a pruned model should
+    #: land in: a pruner may check its last step's proposals with it (netadapt does), since
+    #: a predicted step can miss by more than the range is wide. None: predictions only.
+    measure: CostOf | None = None
+    band: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,8 @@ class PruneConfig:
     iterations: int = 6  # netadapt: the budget gap is closed in about this many steps
     proxy_samples: int = 512  # validation samples for the accuracy proxy
     finetune_batches: int = 0  # netadapt: short fine-tune after each step (0 = none)
+    # netadapt with a measurement: last-step proposals (nearest the target) measured whole
+    measured_proposals: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -170,6 +177,7 @@ class PruneConfig:
             "round_to": self.round_to is None or self.round_to >= 1,
             "max_ratio": 0.0 < self.max_ratio < 1.0, "proxy_samples": self.proxy_samples >= 1,
             "finetune_batches": self.finetune_batches >= 0,
+            "measured_proposals": self.measured_proposals >= 0,
         }  # fmt: skip
         for name, ok in checks.items():
             if not ok:

@@ -61,6 +61,8 @@ def prune_measured(
     problem = _scaled(problem, plan.scale)
     budget = problem.budget
     bands = (bands or Budget(budget)).at(budget)
+    band = (bands.accept[0] * budget, bands.accept[1] * budget)
+    problem = dataclasses.replace(problem, measure=measure, band=band)
     aim = target = bands.landing_ms
     tried: list[tuple[float, nn.Module, dict]] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
