@@ -23,9 +23,10 @@ from edgeauto.limits import Limits
 LANDING = 0.95
 #: A measured state within this band (x budget) ends pruning; below it pruning restarts
 #: higher, above it pruning goes on lower. The verdict times the exported model again, beside
-#: the same reference (edgeauto.jobs.reference); the two takes still differ by 1-2% (a state
-#: kept at 0.990x verified at 1.002x), so the band keeps that far inside [0.90, 1.00].
-ACCEPT = (0.915, 0.98)
+#: the same reference (edgeauto.jobs.reference); the two takes still differ, by 0.3-3% and
+#: once 6% (benchmarks/results/pipeline-2026-12-06.json), so the band keeps 3% inside
+#: [0.90, 1.00] on both sides.
+ACCEPT = (0.93, 0.97)
 #: The search of ``search-then-compress`` may use this factor over the budget.
 HEADROOM = 1.25
 

@@ -20,7 +20,7 @@ from torch import nn
 from edgeauto.budget import Budget
 from edgeauto.compress.base import PruneProblem, Pruner, PruningPlan
 
-MAX_ATTEMPTS = 3  # whole-model measurements that may send pruning on
+MAX_ATTEMPTS = 4  # whole-model measurements that may send pruning on
 
 
 def _scaled(problem: PruneProblem, ratio: float) -> PruneProblem:

@@ -12,11 +12,11 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, Protocol, TypeVar
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import RunnerError
@@ -78,15 +78,11 @@ class Runner(abc.ABC):
         """:meth:`measure_many`, then each figure whose rounds disagree (beyond
         :data:`~edgeauto.timing.REPEATABLE`) taken again, up to :data:`RETRIES` times; the
         steadiest take is kept. One still unsteady says so in its ``repeatability``."""
-        stats = self.measure_many(artifacts, threads, runs, warmup, rounds)
-        for _ in range(RETRIES):
-            redo = [i for i, s in enumerate(stats) if not s.repeatable]
-            if not redo:
-                break
-            again = self.measure_many([artifacts[i] for i in redo], threads, runs, warmup, rounds)
-            for i, stat in zip(redo, again):
-                stats[i] = min(stats[i], stat, key=lambda s: s.repeatability or 0.0)
-        return stats
+
+        def take(picked: Sequence[Path]) -> list[LatencyStat]:
+            return self.measure_many(picked, threads, runs, warmup, rounds)
+
+        return _retaken(artifacts, take)
 
     def measure_beside(
         self, artifacts: Sequence[Path], reference: Path, threads: int, runs: int, warmup: int,
@@ -96,16 +92,11 @@ class Runner(abc.ABC):
         interleaved rounds of one fresh session each, artifacts then reference. A figure
         whose ratios disagree is taken again (as in :meth:`measure_all`)."""
         check_counts(runs, warmup, rounds)
-        stats = self._beside(artifacts, reference, threads, runs, warmup, rounds)
-        for _ in range(RETRIES):
-            redo = [i for i, s in enumerate(stats) if not s.repeatable]
-            if not redo:
-                break
-            picked = [artifacts[i] for i in redo]
-            again = self._beside(picked, reference, threads, runs, warmup, rounds)
-            for i, stat in zip(redo, again):
-                stats[i] = min(stats[i], stat, key=lambda s: s.repeatability or 0.0)
-        return stats
+
+        def take(picked: Sequence[Path]) -> list[RelativeStat]:
+            return self._beside(picked, reference, threads, runs, warmup, rounds)
+
+        return _retaken(artifacts, take)
 
     def _beside(
         self, artifacts: Sequence[Path], reference: Path, threads: int, runs: int, warmup: int,
@@ -137,6 +128,30 @@ class Runner(abc.ABC):
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _Figure(Protocol):
+    @property
+    def repeatable(self) -> bool: ...
+    @property
+    def repeatability(self) -> float | None: ...
+
+
+F = TypeVar("F", bound=_Figure)
+
+
+def _retaken(artifacts: Sequence[Path], take: Callable[[Sequence[Path]], list[F]]) -> list[F]:
+    """``take(artifacts)``, then each figure whose rounds disagree (beyond
+    :data:`~edgeauto.timing.REPEATABLE`) taken again, up to :data:`RETRIES` times; the steadier
+    take is kept."""
+    stats = take(artifacts)
+    for _ in range(RETRIES):
+        redo = [i for i, s in enumerate(stats) if not s.repeatable]
+        if not redo:
+            break
+        for i, stat in zip(redo, take([artifacts[i] for i in redo])):
+            stats[i] = min(stats[i], stat, key=lambda s: s.repeatability or 0.0)
+    return stats
 
 
 def runtime_of(artifact: Path) -> str:
