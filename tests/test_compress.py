@@ -437,3 +437,14 @@ def test_from_rounds_drops_a_disturbed_round() -> None:
     assert (stat.median_ms, stat.runs) == (0.100, 100)
     near = LatencyStat.from_rounds([[0.100] * 10, [0.105] * 10])  # within 10%: both kept
     assert near.runs == 20 and near.p90_ms == 0.105
+
+
+def test_landing_keeps_the_state_nearest_the_landing_point() -> None:
+    """No state in the band (the 4 takes of a real run): the one within the budget nearest
+    0.95x is kept, not the slowest (0.975x verified at 1.005x); none within: the fastest."""
+    from edgeauto.compress.landing import _keep
+
+    plan = PruningPlan("l1", 1.0).to_json()
+    tried = [(x, nn.Identity(), plan) for x in (0.926, 0.921, 0.899, 0.975, 1.02)]
+    assert _keep(tried, 1.0, 0.95)[0] == 0.926
+    assert _keep([*tried[-1:], (1.1, nn.Identity(), plan)], 1.0, 0.95)[0] == 1.02
