@@ -24,7 +24,7 @@ LANDING = 0.95
 #: A measured state within this band (x budget) ends pruning; below it pruning restarts
 #: higher, above it pruning goes on lower. The verdict times the exported model again, beside
 #: the same reference (edgeauto.jobs.reference); the two takes still differ, by 0.3-3% and
-#: once 6% (benchmarks/results/pipeline-2026-12-06.json), so the band keeps 3% inside
+#: once 6% (benchmarks/results/pipeline-2026-12-06b.json), so the band keeps 3% inside
 #: [0.90, 1.00] on both sides.
 ACCEPT = (0.93, 0.97)
 #: The search of ``search-then-compress`` may use this factor over the budget.
