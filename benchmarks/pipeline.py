@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _stamp import stamp
+from _stamp import stamp, write_result
 from torch import nn
 
 import edgeauto
@@ -197,9 +196,7 @@ def main() -> None:
     hits = [r["stc"]["ratio"] for r in doc["budgets"]]
     doc["budget_hit"] = sum(0.9 <= x <= 1.0 for x in hits)
     print(f"search-then-compress within [0.90, 1.00] x budget: {doc['budget_hit']}/{len(hits)}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
+    write_result(args.json, doc)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ takes (relative stdev) and max / min.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _stamp import stamp
+from _stamp import stamp, write_result
 
 from edgeauto.devices.profile import host_cpu_name, load_profile
 from edgeauto.export.onnx import export_onnx
@@ -85,9 +84,7 @@ def main() -> None:
     for name in ("raw", "ratio"):
         s = doc[name]
         print(f"{name:5s}: spread over takes {s['spread']:.1%}, max/min {s['max_over_min']:.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2))
+    write_result(args.json, doc)
 
 
 if __name__ == "__main__":
