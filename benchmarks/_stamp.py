@@ -4,7 +4,6 @@ first fields of every JSON under ``benchmarks/results/``."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +24,3 @@ def stamp() -> dict[str, str]:
     """``{"command", "commit", "date"}`` of this benchmark run."""
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return {"command": " ".join(sys.argv), "commit": commit(), "date": now}
-
-
-def write_result(path: Path | None, doc: dict) -> None:
-    """Write a benchmark's JSON to ``path`` (nothing when None), making its folder."""
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -44,6 +44,7 @@ from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.quantize import export_int8_timed
 from edgeauto.export.runtimes import get_runtime
+from edgeauto.fileio import write_json
 from edgeauto.latency.cores import resolve_cores
 from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import (
@@ -258,7 +259,7 @@ def main() -> None:
     result["predictors"] = result["runtimes"][rts[0]]["predictors"]
     print_table(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
 
 

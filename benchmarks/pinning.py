@@ -14,7 +14,6 @@ repeatability (relative stdev of the round medians), plus the core the ``host`` 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -27,6 +26,7 @@ from _stamp import stamp
 from edgeauto.devices.profile import host_cpu_name, load_profile
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
+from edgeauto.fileio import write_json
 from edgeauto.latency.cores import resolve_cores
 from edgeauto.spaces import get_space
 from edgeauto.timing import allowed_cores, pinned, spread
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"{name:24}{row['median_ms']:10.3f}{row['repeatability']:15.1%}")
     print(f"cpu_affinity: auto picks cores {result['auto_picks']}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
 
 

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _stamp import stamp, write_result
+from _stamp import stamp
 from torch import nn
 
 import edgeauto
 from edgeauto.data import load_dataset
 from edgeauto.devices.profile import load_profile
+from edgeauto.fileio import write_json
 from edgeauto.latency.builder import TimingSettings, make_timer
 from edgeauto.latency.device import open_table
 from edgeauto.progress import NullReporter
@@ -196,7 +197,8 @@ def main() -> None:
     hits = [r["stc"]["ratio"] for r in doc["budgets"]]
     doc["budget_hit"] = sum(0.9 <= x <= 1.0 for x in hits)
     print(f"search-then-compress within [0.90, 1.00] x budget: {doc['budget_hit']}/{len(hits)}")
-    write_result(args.json, doc)
+    if args.json:
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

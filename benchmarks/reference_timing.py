@@ -22,11 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _stamp import stamp, write_result
+from _stamp import stamp
 
 from edgeauto.devices.profile import host_cpu_name, load_profile
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import get_runtime
+from edgeauto.fileio import write_json
 from edgeauto.latency.runners.local import LocalRunner
 from edgeauto.spaces import get_space
 from edgeauto.timing import spread
@@ -84,7 +85,8 @@ def main() -> None:
     for name in ("raw", "ratio"):
         s = doc[name]
         print(f"{name:5s}: spread over takes {s['spread']:.1%}, max/min {s['max_over_min']:.3f}")
-    write_result(args.json, doc)
+    if args.json:
+        write_json(args.json, doc)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ class RelativeStat:
     """A model timed beside a fixed reference model in the same interleaved rounds.
 
     Within the hour this machine drifts by 5-10% between two takes a minute apart (and a
-    neighbour on the host can slow one take by 50%), which moves both models alike: the
-    ratio of their round medians spread 3.6% over twenty takes where the model's own median
-    spread 13%. ``ratio`` is the median of the per-round ratios, so one round where only
+    neighbour on the host can slow one take by 50%), which moves both models alike: over
+    twenty takes the model's own median spread 20.5% and its ratio to another net 1.7%
+    (``benchmarks/results/reference_timing.json``). ``ratio`` is the median of the per-round ratios, so one round where only
     one of the two was disturbed does not move it.
     """
 

@@ -19,11 +19,7 @@ from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.jobs.reference import open_reference
 from edgeauto.latency.builder import BlockTimer, check_precision
-from edgeauto.latency.calibration.fresh import (
-    FreshCalibration,
-    measure_calibration,
-    near_budget,
-)
+from edgeauto.latency.calibration.fresh import FreshCalibration, measure_calibration
 from edgeauto.latency.device import open_table
 from edgeauto.latency.model import LatencyModel
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -206,14 +202,16 @@ def calibrate_stage(ctx: Context, member: Member) -> None:
     predictor.recalibrate(fresh.factor, "fresh")
 
 
-def _reference(ctx: Context, member: Member) -> Reference | None:
-    """The run's reference, made from the calibration network nearest the budget: the run's
-    own device only (``--one-model`` times several devices: none)."""
-    if ctx.worst is not None or ctx.space is None or member.predictor is not ctx.predictor:
-        return None
+def _reference(ctx: Context, member: Member) -> Callable[[nn.Module], Reference] | None:
+    """What makes the run's reference from the calibration network nearest the budget (and
+    keeps it in ``ctx``): the run's own device only (``--one-model`` times several: None)."""
     timer = member.predictor.timer
-    assert timer is not None  # calibrate_stage checks it
-    nearest = near_budget(ctx.space, member.predictor, member.budget_ms, 1, ctx.cfg.seed)[0]
-    shape = ctx.data.input_shape
-    ctx.reference = open_reference(ctx.rd, timer, ctx.space.build(nearest), shape, ctx.cfg.resume)
-    return ctx.reference
+    if ctx.worst is not None or member.predictor is not ctx.predictor or timer is None:
+        return None
+
+    def make(net: nn.Module) -> Reference:
+        shape, resume = ctx.data.input_shape, ctx.cfg.resume
+        ctx.reference = open_reference(ctx.rd, timer, net, shape, resume)
+        return ctx.reference
+
+    return make

@@ -2,8 +2,8 @@
 beside (:class:`~edgeauto.timing.RelativeStat`), so that the fresh calibration at the start,
 pruning's measurements and the verdict at the end read one machine, not three moments of a
 drifting one. Measured here: two takes of one model a minute apart differed by 8% (pruning
-stopped at 0.975x the budget and the verdict read 0.898x); the ratio to a reference spread
-3.6% over twenty takes where the raw median spread 13%.
+stopped at 0.975x the budget and the verdict read 0.898x); over twenty takes the raw median
+spread 20.5% and the ratio to a reference 1.7% (``benchmarks/results/reference_timing.json``).
 
 The reference is the network the fresh calibration times nearest the budget, or, without a
 fresh calibration, the model about to be pruned. It is kept in the run directory and its

@@ -15,8 +15,11 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from torch import nn
 
 from edgeauto.errors import ConfigError
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -69,12 +72,13 @@ def measure_calibration(
     input_shape: tuple[int, int, int],
     budget_ms: float,
     seed: int = 0,
-    reference: Reference | None = None,
+    reference: Callable[[nn.Module], Reference] | None = None,
 ) -> FreshCalibration:
     """Time :data:`FRESH_ARCHS` whole networks near ``budget_ms`` with the predictor's timer
-    (one runner call) and compare each with its uncalibrated prediction. With a
-    ``reference``, they are timed beside it and read in its frame
-    (:meth:`~edgeauto.timing.RelativeStat.at`), as the run's later timings will be."""
+    (one runner call) and compare each with its uncalibrated prediction. With ``reference``
+    (which makes the run's reference from the network nearest the budget), they are timed
+    beside it and read in its frame (:meth:`~edgeauto.timing.RelativeStat.at`), as the
+    run's later timings will be."""
     timer = predictor.timer
     if timer is None:
         raise ConfigError("a fresh calibration needs a device this machine can time")
@@ -83,8 +87,8 @@ def measure_calibration(
     if reference is None:
         stats = timer.time_networks(nets, input_shape)
     else:
-        relative = timer.time_beside(nets, input_shape, reference.path)
-        stats = [r.at(reference.ms) for r in relative]
+        ref = reference(nets[0])
+        stats = [r.at(ref.ms) for r in timer.time_beside(nets, input_shape, ref.path)]
     rows = [
         {"arch": a.to_json(), "predicted_ms": predictor.uncalibrated(space.blocks(a)),
          "measured_ms": s.median_ms}
