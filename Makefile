@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run test lint format tables bench bench-prune bench-smbo bench-dnas bench-pipeline clean
+.PHONY: install install-nni run run-cifar test lint format tables bench bench-prune bench-smbo bench-dnas bench-pipeline clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ install-nni: install
 
 run: install
 	$(VENV)/bin/edgeauto run --device host --latency-ms $(BUDGET) --dataset $(DATASET) --out runs/default
+
+# The real task: CIFAR-10 from ../shared/data, test accuracy printed at the end.
+run-cifar: install
+	bash examples/cifar10.sh
 
 # Two workers (pytest-xdist), one per core; a file's tests stay on one worker (their fixtures
 # are built once). Timing tests drop disturbed rounds, so the other worker does not move them.

@@ -106,7 +106,7 @@ def mnist_32x3(data: Dataset) -> Dataset:
         return F.pad(x, (2, 2, 2, 2)).repeat(1, 3, 1, 1)
 
     return Dataset(
-        "mnist5k-32x32x3", to32(data.x_train), data.y_train, to32(data.x_val), data.y_val,
+        "mnist5k-32x32x3", to32(data.x_train[:]), data.y_train, to32(data.x_val[:]), data.y_val,
         data.classes,
     )  # fmt: skip
 

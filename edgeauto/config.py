@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from edgeauto.budget import HEADROOM, Budget
+from edgeauto.data import TEST_FRACTION, VAL_FRACTION, DataSpec
 from edgeauto.errors import ConfigError
 from edgeauto.latency.store import PRECISIONS
 from edgeauto.limits import Limits
+from edgeauto.train import TrainConfig
 
 
 def _positive(name: str, value: float, integer: bool = False) -> None:
@@ -95,6 +97,32 @@ class RunConfig:
     also: tuple[tuple[str, float], ...] = ()
     # private inference (a device with cost_model: relu-count): the ReLU budget, not latency
     relu_budget: int | None = None
+    # the splits: val steers every choice, test is read once at the end (or --test-dataset)
+    val_fraction: float = VAL_FRACTION
+    test_fraction: float = TEST_FRACTION
+    test_dataset: str | None = None
+    cache: bool = True  # keep decoded image folders in the user's cache
+    # the training recipe of every stage; augment None: on for RGB images, off for grayscale
+    augment: bool | None = None
+    optimizer: str = "adamw"
+    label_smoothing: float = 0.0
+    train_device: str = "cpu"
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """The data and its split, as a worker process loads it."""
+        return DataSpec(
+            self.dataset, self.seed, self.val_fraction, self.test_fraction,
+            self.test_dataset, self.cache,
+        )  # fmt: skip
+
+    def train_config(self, epochs: int, max_batches: int | None = None) -> TrainConfig:
+        """The run's recipe for one training stage of ``epochs``."""
+        return TrainConfig(
+            epochs=epochs, max_batches=max_batches, augment=self.augment,
+            optimizer=self.optimizer, label_smoothing=self.label_smoothing,
+            device=self.train_device,
+        )  # fmt: skip
 
     @property
     def headroom(self) -> float:
@@ -136,6 +164,7 @@ class RunConfig:
             )
         Budget(self.latency_ms, self.tolerance, self.search_headroom)  # validates the bands
         self._check_precision()
+        self._check_data()
         if self.finetune_epochs < 0:
             raise ConfigError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
         if self.relu_budget is not None and not (
@@ -150,6 +179,19 @@ class RunConfig:
                 raise ConfigError(f"--device names {device} twice; name each device once")
         if not (isinstance(self.sparsity, int | float) and 0.0 <= self.sparsity < 1.0):
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}; fix --sparsity")
+
+    def _check_data(self) -> None:
+        """The split leaves images to train on; the recipe's names are known."""
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(
+                f"val_fraction must be in (0, 1), got {self.val_fraction!r}; fix --val-fraction"
+            )
+        if not 0.0 <= self.test_fraction < 1.0 or self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError(
+                f"test_fraction must be in [0, 1) and leave >= 10% for training, got "
+                f"{self.test_fraction!r} beside val_fraction {self.val_fraction}; fix --test-fraction"
+            )
+        self.train_config(1)  # validates optimizer, label_smoothing and train_device
 
     def _check_precision(self) -> None:
         """A known precision; int8 deploys model_int8.tflite, so it needs the int8 export."""

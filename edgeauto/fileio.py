@@ -92,3 +92,13 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where per-user facts and caches are kept between runs (``$EDGEAUTO_CACHE``, else
+    ``$XDG_CACHE_HOME/edgeauto``, else ``~/.cache/edgeauto``): the core survey, decoded
+    image datasets."""
+    if env := os.environ.get("EDGEAUTO_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgeauto"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist (``make test`` runs two workers on a 2-core machine) each worker
     trains with one torch thread and runs on a core of its own, so that the two neither
     fight over both cores nor time on the other's core (the host profile's ``cpu_affinity:
-    auto`` then resolves to the worker's core, without a survey)."""
+    auto`` then resolves to the worker's core, without a survey). Caches go to a temp folder."""
+    # a fresh machine's cache: nothing decoded or surveyed by earlier sessions is found
+    os.environ["EDGEAUTO_CACHE"] = tempfile.mkdtemp(prefix="edgeauto-cache-")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker:
         torch.set_num_threads(1)

@@ -238,7 +238,7 @@ CASES = [
     Bad("folder-corrupt-image", _folder(corrupt=True), "DatasetError",
         ("zz-broken.png cannot be decoded", "delete or replace the file")),
     Bad("folder-is-a-file", _folder(corrupt=False), "DatasetError",
-        ("is a file, not a folder", "folder:DIR")),
+        ("neither a folder nor a .zip", "folder:DIR")),
     # -- models and weights
     Bad("weights-hostile-pickle", _weights("pickle"), "ConfigError",
         ("is not a state dict saved with torch.save",)),

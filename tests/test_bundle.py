@@ -42,7 +42,9 @@ def test_bundle_files_and_manifest(run_dir: Path) -> None:
     assert q["samples"] == m["dataset"]["val"] and 0.9 <= q["agreement"] <= 1.0, q
     assert m["latency"]["measured"]["litert_int8_ms"] > 0  # timed beside float32
     pre = json.loads((run_dir / "preprocess.json").read_text())
-    assert pre["pixel_max"] == 16.0 and pre["mean"] == [0.0] and pre["std"] == [1.0]
+    # normalised with the training split's statistics, the same the manifest records
+    assert pre["pixel_max"] == 16.0 and pre["mean"] == m["dataset"]["mean"]
+    assert 0.0 < pre["mean"][0] < 1.0 and pre["std"] == m["dataset"]["std"]
     report = (run_dir / "report.md").read_text()
     assert "## int8" in report and "top-1 agreement with float32" in report
 
@@ -90,11 +92,11 @@ def test_infer_py_in_a_clean_venv(
     python = clean_venvs[runtime]
     probe = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
     assert probe.returncode != 0, "the clean venv must not have torch"
-    x = digits.x_val[:5]
+    x, pixels = digits.x_val[:5], digits.x_val.raw[:5]  # the model's input; the image file's
     session = get_runtime("onnxruntime").load(run_dir / "model.onnx", 1)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     for i, xi in enumerate(x):
-        image = _pgm(tmp_path / f"{i}.pgm", np.round(xi[0].numpy() * 16), top=16)
+        image = _pgm(tmp_path / f"{i}.pgm", np.round(pixels[i][0].numpy()), top=16)
         r = subprocess.run(
             [str(python), str(run_dir / "infer.py"), str(image), "--model", str(run_dir / model)],
             capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,

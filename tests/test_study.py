@@ -252,3 +252,17 @@ def test_search_flags_are_validated(cli, tmp_path) -> None:
     assert_one_line_error(r, "UnknownComponent", "did you mean 'smbo'")
     r = cli("search", "--executor", "dask", "--out", str(tmp_path / "x"))
     assert_one_line_error(r, "ConfigError", "executor must be one of inprocess, ray")
+
+
+def test_a_resumed_search_keeps_its_split_and_recipe() -> None:
+    """The study records the split and the training recipe its trials used; a resume reads
+    them back (else it would score archs on another validation split)."""
+    from edgeauto.jobs.search import _recorded_data, new_job
+
+    job = new_job({"out": "x", "val_fraction": 0.2, "test_fraction": 0.05,
+                   "optimizer": "sgd", "label_smoothing": 0.1, "augment": True}, {})  # fmt: skip
+    found = _recorded_data(job.spec().objective)
+    assert found == {"val_fraction": 0.2, "test_fraction": 0.05, "test_dataset": None,
+                     "cache": True, "augment": True, "optimizer": "sgd",
+                     "label_smoothing": 0.1, "train_device": "cpu"}  # fmt: skip
+    assert _recorded_data({"dataset": "digits"}) == {}  # a study recorded before them

@@ -19,13 +19,11 @@ INFER_SOURCE = Path(__file__).with_name("infer.py")
 
 def preprocess_doc(data: Dataset) -> dict[str, Any]:
     """How a raw image becomes the model's input: ``(pixel / pixel_max - mean) / std``."""
-    c = data.input_shape[0]
     return {
         "input_shape_nchw": [1, *data.input_shape],
         "pixel_max": data.pixel_max,
-        "mean": [0.0] * c,
-        "std": [1.0] * c,
-        "range": [0.0, 1.0],
+        "mean": list(data.mean),
+        "std": list(data.std),
         "tflite_layout": "NHWC",
         "onnx_layout": "NCHW",
         "dtype": "float32",

@@ -57,6 +57,25 @@ MaxActivationKb = Annotated[
 Tolerance = Annotated[float, typer.Option(help="Allowed overshoot of the measured latency.")]
 Tables = Annotated[str | None, typer.Option(help="Latency tables folder (default hw_latency/).")]
 Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
+FinetuneEpochs = Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")]
+# the splits and the training recipe (run and compress alike)
+ValFraction = Annotated[
+    float, typer.Option(help="Share of the data for validation (every choice reads it).")
+]
+TestFraction = Annotated[
+    float, typer.Option(help="Share held out as the test split, read once at the end.")
+]
+TestDataset = Annotated[
+    str | None, typer.Option(help="A separate test set (same classes), instead of a share.")
+]
+Cache = Annotated[bool, typer.Option(help="Keep decoded image folders in the user cache.")]
+Augment = Annotated[
+    bool | None,
+    typer.Option(help="Random crop + flip while training (default: on for RGB images)."),
+]
+Optimizer = Annotated[str, typer.Option(help="adamw or sgd (momentum 0.9, Nesterov).")]
+LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing of the training loss.")]
+TrainDevice = Annotated[str, typer.Option(help="Where to train: cpu, cuda or auto.")]
 
 #: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print their traceback.
 DEBUG_ENV = "EDGEAUTO_DEBUG"

@@ -8,17 +8,26 @@ import typer
 
 from edgeauto.cli.common import (
     Allocation,
+    Augment,
+    Cache,
     Criterion,
+    FinetuneEpochs,
     Int8,
+    LabelSmoothing,
     MaxActivationKb,
     MaxParams,
     MaxSizeKb,
+    Optimizer,
     OutDir,
     Precision,
     Resume,
     ScratchBaseline,
     Tables,
+    TestDataset,
+    TestFraction,
     Tolerance,
+    TrainDevice,
+    ValFraction,
     err,
     fail,
     parse_latency,
@@ -50,7 +59,6 @@ _Method = Annotated[
 ]
 _Sparsity = Annotated[float, typer.Option(help="Fraction of weights at zero (with --method).")]
 _Epochs = Annotated[int, typer.Option(help="Training epochs when no --weights.")]
-_FinetuneEpochs = Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")]
 _Seed = Annotated[int, typer.Option(help="Seed.")]
 
 
@@ -70,7 +78,7 @@ def compress(
     precision: Precision = "fp32",
     scratch_baseline: ScratchBaseline = False,
     epochs: _Epochs = 5,
-    finetune_epochs: _FinetuneEpochs = 2,
+    finetune_epochs: FinetuneEpochs = 2,
     seed: _Seed = 0,
     tolerance: Tolerance = 0.10,
     max_params: MaxParams = None,
@@ -78,6 +86,14 @@ def compress(
     max_activation_kb: MaxActivationKb = None,
     tables: Tables = None,
     resume: Resume = False,
+    val_fraction: ValFraction = 0.1,
+    test_fraction: TestFraction = 0.1,
+    test_dataset: TestDataset = None,
+    cache: Cache = True,
+    augment: Augment = None,
+    optimizer: Optimizer = "adamw",
+    label_smoothing: LabelSmoothing = 0.0,
+    train_device: TrainDevice = "cpu",
 ) -> None:
     """Prune an existing model to a latency budget on DEVICE, then export and verify it."""
     from edgeauto.config import RunConfig
@@ -93,6 +109,9 @@ def compress(
             tables=tables, resume=resume, model=model, from_run=from_run, weights=weights,
             sparse_method=method, sparsity=sparsity, max_params=max_params,
             max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
+            val_fraction=val_fraction, test_fraction=test_fraction, test_dataset=test_dataset,
+            cache=cache, augment=augment, optimizer=optimizer, label_smoothing=label_smoothing,
+            train_device=train_device,
         )  # fmt: skip
         manifest = compress_model(cfg, RichReporter())
     except OverBudget as exc:

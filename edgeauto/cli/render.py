@@ -20,6 +20,8 @@ def summary(manifest: Manifest) -> None:
     t.add_column("value", justify="right")
     t.add_row("validation accuracy", f"{manifest.accuracy:.4f}")
     acc = manifest["accuracy"]
+    if acc.get("test") is not None:  # read once, after every choice was made on val
+        t.add_row("test accuracy (held out)", f"{acc['test']:.4f}")
     if "int8" in acc:  # both LiteRT models on the validation split
         t.add_row("accuracy fp32 / int8 .tflite", f"{acc['fp32']:.4f} / {acc['int8']:.4f}")
     t.add_row("budget (ms)", f"{manifest.budget_ms:g}")

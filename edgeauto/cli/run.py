@@ -8,17 +8,26 @@ import typer
 
 from edgeauto.cli.common import (
     Allocation,
+    Augment,
+    Cache,
     Criterion,
+    FinetuneEpochs,
     Int8,
+    LabelSmoothing,
     MaxActivationKb,
     MaxParams,
     MaxSizeKb,
+    Optimizer,
     OutDir,
     Precision,
     Resume,
     ScratchBaseline,
     Tables,
+    TestDataset,
+    TestFraction,
     Tolerance,
+    TrainDevice,
+    ValFraction,
     err,
     fail,
     out,
@@ -85,6 +94,7 @@ def run(
     out_dir: OutDir = "runs/default",
     seed: _Seed = 0,
     epochs: _Epochs = 5,
+    finetune_epochs: FinetuneEpochs = 2,
     space: _Space = "fbnet-lite",
     strategy: _Strategy = "random",
     mode: _Mode = "search-then-compress",
@@ -106,6 +116,14 @@ def run(
     inherit_weights: _InheritWeights = False,
     one_model: _OneModel = False,
     relu_budget: _ReluBudget = None,
+    val_fraction: ValFraction = 0.1,
+    test_fraction: TestFraction = 0.1,
+    test_dataset: TestDataset = None,
+    cache: Cache = True,
+    augment: Augment = None,
+    optimizer: Optimizer = "adamw",
+    label_smoothing: LabelSmoothing = 0.0,
+    train_device: TrainDevice = "cpu",
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
     from edgeauto.config import RunConfig
@@ -116,13 +134,17 @@ def run(
         pairs = _device_budgets(device or ["host"], latency_ms or ["0.5"])
         cfg = RunConfig(
             device=pairs[0][0], latency_ms=pairs[0][1], dataset=dataset, out=out_dir, seed=seed,
-            epochs=epochs, space=space, strategy=strategy, criterion=criterion, trials=trials,
+            epochs=epochs, finetune_epochs=finetune_epochs, space=space, strategy=strategy,
+            criterion=criterion, trials=trials,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             precision=precision,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
             mode=mode, calibration=calibration, warm_start=warm_start, beam=beam,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
             also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
+            val_fraction=val_fraction, test_fraction=test_fraction, test_dataset=test_dataset,
+            cache=cache, augment=augment, optimizer=optimizer, label_smoothing=label_smoothing,
+            train_device=train_device,
         )  # fmt: skip
         if cfg.relu_budget is not None:  # the job checks the device counts ReLUs
             return _run_private(cfg)

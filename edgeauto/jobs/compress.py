@@ -24,7 +24,7 @@ from edgeauto.compress import CRITERIA, PRUNERS
 from edgeauto.compress.graph import check_prunable
 from edgeauto.compress.layer_lut import LayerLatency
 from edgeauto.config import RunConfig
-from edgeauto.data import Dataset, load_dataset
+from edgeauto.data import Dataset
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError, OverBudget
 from edgeauto.jobs.context import Context, setup
@@ -121,7 +121,7 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    data = cfg.data_spec.load()
     model = load_user_model(spec, data)
     if cfg.weights:
         load_weights(model, Path(cfg.weights))

@@ -14,7 +14,7 @@ from torch import nn
 from edgeauto.budget import Budget
 from edgeauto.compress import CRITERIA, PRUNERS
 from edgeauto.config import RunConfig
-from edgeauto.data import Dataset, load_dataset
+from edgeauto.data import Dataset
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError
 from edgeauto.jobs.reference import open_reference
@@ -154,7 +154,7 @@ def open_run(cfg: RunConfig) -> tuple[RunDir, Dataset, SearchSpace]:
     """Lock and start the run directory (checking a resumed config), load data and space."""
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
+    data = cfg.data_spec.load()
     return rd, data, get_space(cfg.space, data.input_shape, data.num_classes)
 
 

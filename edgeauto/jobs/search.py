@@ -85,8 +85,8 @@ def study_objective(cfg: RunConfig) -> TrainObjective:
     """The proxy training every trial of ``cfg``'s search gets (zero-cost scores too when
     smbo warm-starts from them)."""
     return TrainObjective(
-        cfg.dataset, cfg.space, cfg.seed, cfg.search_epochs, cfg.search_batches,
-        zero_cost=cfg.warm_start,
+        cfg.data_spec, cfg.space, cfg.seed, cfg.search_epochs, cfg.search_batches,
+        zero_cost=cfg.warm_start, recipe=cfg.train_config(cfg.search_epochs),
     )  # fmt: skip
 
 
@@ -115,12 +115,26 @@ def resume_job(run_dir: str | Path, given: dict[str, Any]) -> SearchJob:
         latency_ms=recorded.budget_ms, search_epochs=obj.get("epochs", 1),
         search_batches=obj.get("max_batches", 60), **recorded.options,
     )  # fmt: skip
+    base.update(_recorded_data(obj))
     runner = {k: v for k, v in given.items() if k in _RUNNER_FIELDS}
     study = {k: v for k, v in given.items() if k not in _RUNNER_FIELDS}
     config = RunConfig(**{**base, **study, "out": str(root), "resume": True})
     job = SearchJob(config, **runner)
     check_resume(recorded, job.spec(), root)
     return job
+
+
+def _recorded_data(objective: dict[str, Any]) -> dict[str, Any]:
+    """The split and training recipe a recorded objective used (none before they were)."""
+    data, recipe = objective.get("dataset"), objective.get("recipe") or {}
+    found = {}
+    if isinstance(data, dict):
+        keys = ("val_fraction", "test_fraction", "test_dataset", "cache")
+        found |= {k: data[k] for k in keys if k in data}
+    found |= {k: recipe[k] for k in ("augment", "optimizer", "label_smoothing") if k in recipe}
+    if "device" in recipe:
+        found["train_device"] = recipe["device"]
+    return found
 
 
 def make_executor(job: SearchJob, objective: TrainObjective) -> Executor:
@@ -145,7 +159,7 @@ def make_strategy(cfg: RunConfig, problem: SearchProblem) -> Strategy:
 
     scorer = None
     if cfg.warm_start:
-        data = cached_dataset(cfg.dataset, cfg.seed)
+        data = cached_dataset(cfg.data_spec)
         scorer = ZeroCostScorer(problem.space, data.x_train[:ZERO_COST_SAMPLES], cfg.seed)
     return ProgressiveSMBO(problem, SMBOConfig(beam=cfg.beam), scorer)
 
@@ -171,7 +185,7 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
 
     c = job.config
     profile = load_profile(c.device)
-    data = cached_dataset(c.dataset, c.seed)
+    data = cached_dataset(c.data_spec)
     space = get_space(c.space, data.input_shape, data.num_classes)
     root = Path(c.tables) if c.tables else None
     _table, predictor = open_table(profile, space, reporter, root, c.precision)

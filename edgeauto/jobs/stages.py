@@ -5,6 +5,7 @@ reloaded from it on resume."""
 from __future__ import annotations
 
 import copy
+import time
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def search_stage(
             calibrate_devices(ctx)  # the recorded factors: predictions as the first time
         return arch
     cfg = ctx.cfg
-    preload(cfg.dataset, cfg.seed, ctx.data)  # the objective finds the loaded data here
+    preload(cfg.data_spec, cfg.seed, ctx.data)  # the objective finds the loaded data here
     objective = study_objective(cfg)
     problem = _search_problem(ctx, objective, aim, budget)
     if cfg.inherit_weights and not hasattr(STRATEGIES.get(cfg.strategy), "weights_for"):
@@ -62,11 +63,15 @@ def search_stage(
         problem.check_feasible(cfg.latency_ms)
     strategy = make_strategy(cfg, problem)
     title = f"search ({cfg.strategy}, {cfg.trials} trials)"
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     best = run_trials(strategy, InProcessExecutor(objective), ctx.rd, ctx.reporter, title).best
+    # what the search cost this process (all its threads): the benchmarks compare it with
+    # one final training; Ray workers' time is not in it
+    cost = {"cpu_s": time.process_time() - cpu0, "wall_s": time.perf_counter() - wall0}
     ctx.rd.record(
         "search",
         {"arch": best.arch.to_json(), "accuracy": best.accuracy, "predicted_ms": best.predicted_ms,
-         **_search_extras(ctx, strategy, best.arch)},
+         **cost, **_search_extras(ctx, strategy, best.arch)},
     )  # fmt: skip
     return best.arch
 
@@ -129,6 +134,7 @@ def train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> floa
     if (done := ctx.resumed(stage)) and ckpt.exists():
         model.load_state_dict(torch.load(ckpt, weights_only=True))
         return float(done["accuracy"])
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     if epochs > 0:
         total = epochs * -(-len(ctx.data.x_train) // TrainConfig.batch_size)
         # every epoch is checkpointed: a killed run resumes at its last finished epoch
@@ -137,11 +143,15 @@ def train_stage(ctx: Context, model: nn.Module, stage: str, epochs: int) -> floa
             lambda _epoch: kill_point(f"{stage}_epoch"),
         )
         with ctx.reporter.task(f"{stage} ({epochs} epochs)", total) as task:
-            fit(model, ctx.data, TrainConfig(epochs=epochs), ctx.cfg.seed, task.update, epoch_ckpt)
+            fit(
+                model, ctx.data, ctx.cfg.train_config(epochs), ctx.cfg.seed, task.update, epoch_ckpt
+            )
     acc = accuracy(model, ctx.data.x_val, ctx.data.y_val)
     with atomic_path(ckpt) as tmp:
         torch.save(model.state_dict(), tmp)
-    ctx.rd.record(stage, {"accuracy": acc})
+    cost = {"epochs": epochs, "cpu_s": time.process_time() - cpu0,
+            "wall_s": time.perf_counter() - wall0}  # fmt: skip
+    ctx.rd.record(stage, {"accuracy": acc, **cost})
     ctx.rd.path(f"checkpoints/{stage}{EPOCH_SUFFIX}").unlink(missing_ok=True)
     return acc
 
@@ -194,7 +204,7 @@ def scratch_stage(ctx: Context, model: nn.Module) -> float:
     epochs = ctx.cfg.epochs + ctx.cfg.finetune_epochs
     total = epochs * -(-len(ctx.data.x_train) // TrainConfig.batch_size)
     with ctx.reporter.task(f"scratch baseline ({epochs} epochs)", total) as task:
-        fit(fresh, ctx.data, TrainConfig(epochs=epochs), ctx.cfg.seed, task.update)
+        fit(fresh, ctx.data, ctx.cfg.train_config(epochs), ctx.cfg.seed, task.update)
     acc = accuracy(fresh, ctx.data.x_val, ctx.data.y_val)
     ctx.rd.record("scratch", {"accuracy": acc, "epochs": epochs})
     return acc

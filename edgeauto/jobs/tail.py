@@ -23,6 +23,7 @@ from edgeauto.limits import Footprint, estimate
 from edgeauto.manifest import Manifest
 from edgeauto.report import write_report
 from edgeauto.timing import LatencyStat
+from edgeauto.train import accuracy
 from edgeauto.version import __version__
 
 
@@ -124,7 +125,9 @@ def build_manifest(
                    "cpu": ctx.measurement.get("cpu") or (ctx.table.provenance.cpu_model if ctx.table else None)},
         "budget": {**ctx.budget.to_json(), **_limits_json(ctx, results)},
         "dataset": {"name": data.name, "input_shape": list(data.input_shape), "classes": data.classes,
-                    "train": len(data.x_train), "val": len(data.x_val), "seed": cfg.seed},
+                    "train": len(data.x_train), "val": len(data.x_val),
+                    "test": len(data.x_test) if data.x_test is not None else 0, "seed": cfg.seed,
+                    "test_dataset": cfg.test_dataset, "mean": list(data.mean), "std": list(data.std)},
         "space": ctx.space.name if ctx.space else None,
         "arch": results["arch"].to_json() if results.get("arch") else None,
         "model": results.get("model"),
@@ -149,6 +152,15 @@ def accuracies(accuracy: dict[str, Any], parity: dict[str, Any]) -> dict[str, An
     validation split: ``fp32`` (``model.tflite``) and ``int8`` (``model_int8.tflite``)."""
     q = parity.get("litert_int8")
     return {**accuracy, "fp32": q["fp32_acc"], "int8": q["int8_acc"]} if q else accuracy
+
+
+def test_accuracy(ctx: Context, model: nn.Module) -> float | None:
+    """The final model's accuracy on the test split: the one time a run reads it, after
+    every choice is made (None when the dataset has no test split)."""
+    data = ctx.data
+    if data.x_test is None or data.y_test is None or not len(data.x_test):
+        return None
+    return accuracy(model, data.x_test, data.y_test)
 
 
 def bundle_files(ctx: Context, artifacts: dict[str, Path]) -> dict[str, Path]:
@@ -183,7 +195,7 @@ def finish(
     files, sections = extras(stats) if extras else ({}, {})
     results = {
         **results, "parity": parity, "stats": stats, "devices": devices,
-        "accuracy": accuracies(results["accuracy"], parity),
+        "accuracy": {**accuracies(results["accuracy"], parity), "test": test_accuracy(ctx, model)},
         "files": {**bundle_files(ctx, artifacts), **results.get("files", {}), **files},
         "predicted_ms": ctx.own_latency(model), "analysis": analysis_stage(ctx, model),
         "footprint": footprint(ctx, model, artifacts),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from edgeauto.devices.profile import AUTO, DeviceProfile, host_cpu_name
 from edgeauto.errors import ConfigError
 from edgeauto.export.onnx import export_onnx
 from edgeauto.export.runtimes import Runtime, get_runtime
-from edgeauto.fileio import write_json
+from edgeauto.fileio import cache_dir, write_json
 from edgeauto.timing import REPEATABLE, allowed_cores, pinned, spread
 
 SURVEY_ROUNDS = 7
@@ -104,14 +103,6 @@ def survey(runtime_name: str) -> CoreSurvey:
         write_json(path, found.to_json())
     _MEMO[key] = found
     return found
-
-
-def cache_dir() -> Path:
-    """Where per-machine facts (the core survey) are kept between runs."""
-    if env := os.environ.get("EDGEAUTO_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgeauto"
 
 
 def _load(path: Path) -> CoreSurvey | None:

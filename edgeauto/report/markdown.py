@@ -185,6 +185,12 @@ def _activation_cell(fp: dict[str, Any]) -> str:
     )
 
 
+def _test_lines(acc: dict[str, Any]) -> list[str]:
+    if acc.get("test") is None:
+        return ["- test accuracy: none (the dataset has no test split)"]
+    return [f"- test accuracy: {acc['test']:.4f} (held out; read once, after every choice)"]
+
+
 def limits_lines(m: dict[str, Any]) -> list[str]:
     """Parameters, file size and peak activations of the final model, against any limits."""
     b = m["budget"]
@@ -286,13 +292,15 @@ def render(m: dict[str, Any]) -> str:
         f"# edgeauto run on {m['device']['name']}",
         "",
         f"- dataset: {m['dataset']['name']} {m['dataset']['input_shape']} "
-        f"({m['dataset']['train']} train / {m['dataset']['val']} val)",
+        f"({m['dataset']['train']} train / {m['dataset']['val']} val / "
+        f"{m['dataset'].get('test', 0)} test)",
         _model_line(m),
         f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads"
         f"{' (int8: model_int8.tflite)' if lat.get('precision') == 'int8' else ''} "
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
         *limits_lines(m),
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
+        *_test_lines(acc),
         f"- prediction error: {lat['prediction_error']:+.1%} of measured",
         *_pruning_lines(m["pruning"], acc),
         *search_curve_lines(m.get("search")),

@@ -31,6 +31,7 @@ from edgeauto.errors import ConfigError
 from edgeauto.registry import Registry
 from edgeauto.search.objective import Metrics, Objective
 from edgeauto.spaces.base import Arch
+from edgeauto.train import thread_cap
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def run_trial(objective: Objective, job: TrialJob) -> TrialOutcome:
     torch.set_num_threads(max(1, job.cpus))
     start = time.perf_counter()
     try:
-        metrics = objective(job.arch, job.seed)
+        with thread_cap(job.cpus):  # fit() would otherwise raise it to every core
+            metrics = objective(job.arch, job.seed)
         if not isinstance(metrics.get("accuracy"), int | float):
             raise TypeError(f"objective returned no numeric 'accuracy': {metrics!r}")
         status, error = "ok", None

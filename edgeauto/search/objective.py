@@ -8,13 +8,14 @@ keeps it for later trials (:func:`cached_dataset`). :class:`CallableObjective` w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
 
-from edgeauto.data import Dataset, load_dataset
+from edgeauto.data import Dataset, DataSpec
 from edgeauto.spaces import get_space
 from edgeauto.spaces.base import Arch
 from edgeauto.train import TrainConfig, accuracy, fit
@@ -22,7 +23,7 @@ from edgeauto.train import TrainConfig, accuracy, fit
 Metrics = dict[str, Any]
 ZERO_COST_SAMPLES = 16  # training inputs for the NTK and the segments of the region count
 
-_DATA: dict[tuple[str, int], Dataset] = {}
+_DATA: dict[DataSpec, Dataset] = {}
 
 
 class Objective(Protocol):
@@ -31,16 +32,22 @@ class Objective(Protocol):
     def __call__(self, arch: Arch, seed: int) -> Metrics: ...
 
 
-def cached_dataset(spec: str, seed: int) -> Dataset:
-    """``load_dataset(spec, seed)`` once per process (Ray workers run many trials each)."""
-    if (spec, seed) not in _DATA:
-        _DATA[(spec, seed)] = load_dataset(spec, seed=seed)
-    return _DATA[(spec, seed)]
+def _spec(spec: str | DataSpec, seed: int) -> DataSpec:
+    return spec if isinstance(spec, DataSpec) else DataSpec(spec, seed)
 
 
-def preload(spec: str, seed: int, data: Dataset) -> None:
+def cached_dataset(spec: str | DataSpec, seed: int = 0) -> Dataset:
+    """The dataset of ``spec`` (a name is split with ``seed`` and the default fractions),
+    loaded once per process (Ray workers run many trials each)."""
+    key = _spec(spec, seed)
+    if key not in _DATA:
+        _DATA[key] = key.load()
+    return _DATA[key]
+
+
+def preload(spec: str | DataSpec, seed: int, data: Dataset) -> None:
     """Give this process's cache data already loaded (the run job has it in memory)."""
-    _DATA[(spec, seed)] = data
+    _DATA[_spec(spec, seed)] = data
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,15 @@ class TrainObjective:
         >>> obj(arch, seed=0)["accuracy"]
     """
 
-    dataset: str
+    dataset: str | DataSpec
     space: str
     data_seed: int = 0
     epochs: int = 1
     max_batches: int | None = 60
     zero_cost: bool = False
+    recipe: TrainConfig = field(
+        default_factory=TrainConfig
+    )  # optimiser, augmentation...: epochs come from above
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "train", **asdict(self)}
@@ -77,7 +87,8 @@ class TrainObjective:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = space.build(arch)
-        fit(model, data, TrainConfig(epochs=self.epochs, max_batches=self.max_batches), seed)
+        cfg = dataclasses.replace(self.recipe, epochs=self.epochs, max_batches=self.max_batches)
+        fit(model, data, cfg, seed)
         metrics["accuracy"] = accuracy(model, data.x_val, data.y_val)
         return metrics
 
