@@ -312,7 +312,7 @@ def compress_row(b: Bench, budget: float, seed: int) -> dict[str, Any]:
     out = b.args.out / f"compress-{budget:g}-s{seed}"
     m = edgeauto.compress(check=False, device="host", latency_ms=budget, dataset=b.spec,
                           model=f"{Path(__file__).resolve()}:mobilenet_v2_cifar",
-                          weights=str(path), out=str(out), epochs=0, seed=seed,
+                          weights=str(path), out=str(out), seed=seed,  # weights: no training
                           finetune_epochs=b.args.finetune_epochs, int8=False)  # fmt: skip
     stages = json.loads((out / "stages.json").read_text())
     row = _manifest_row(m, budget, time.process_time() - cpu, stages)
