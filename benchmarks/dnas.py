@@ -38,7 +38,7 @@ from edgeauto.search import STRATEGIES, SearchProblem, Trial
 from edgeauto.search.dnas import DNAS, DNASConfig
 from edgeauto.search.objective import TrainObjective, cached_dataset
 from edgeauto.spaces import Arch, SearchSpace, get_space
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 
 def parse_args() -> argparse.Namespace:
@@ -115,7 +115,8 @@ def one_budget(args: argparse.Namespace, ctx: dict[str, Any], budget: float) -> 
     model, acc, train_s = train_final(space, arch, data, args.epochs, args.seed)
     out: dict[str, Any] = {"budget_ms": budget, "dnas_search_s": wall, "final_train_s": train_s}
     out["dnas"] = {
-        "arch": arch.describe(), "acc": acc, "predicted_ms": problem.predict(arch),
+        "arch": arch.describe(), "acc": acc, "test_acc": accuracy_on_test(model, data),
+        "predicted_ms": problem.predict(arch),
         "derived_ms": problem.predict(dnas.derived), "derived_arch": dnas.derived.describe(),
         "measured_ms": timer.time_module(model, data.input_shape).median_ms,
         "curve": [p.to_json() for p in dnas.curve],
@@ -126,7 +127,8 @@ def one_budget(args: argparse.Namespace, ctx: dict[str, Any], budget: float) -> 
     b_arch, n = baseline_search(args, problem, wall)
     b_model, b_acc, _ = train_final(space, b_arch, data, args.epochs, args.seed)
     out["baseline"] = {
-        "name": args.baseline, "arch": b_arch.describe(), "acc": b_acc, "trials": n,
+        "name": args.baseline, "arch": b_arch.describe(), "acc": b_acc,
+        "test_acc": accuracy_on_test(b_model, data), "trials": n,
         "predicted_ms": problem.predict(b_arch),
         "measured_ms": timer.time_module(b_model, data.input_shape).median_ms,
     }  # fmt: skip

@@ -45,7 +45,7 @@ from edgeauto.grow.noisy import NoisyConfig, NoisyMLP, count_params, noisy_searc
 from edgeauto.linearize import SNLConfig, count_relus, drop_relu_layers, linearize
 from edgeauto.search.teg import analyze_zero_cost
 from edgeauto.spaces import get_space
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 
 def _mlp(hidden: int = 8) -> nn.Module:
@@ -84,6 +84,7 @@ def gradmax_rows(data: Dataset, seeds: int, epochs: int) -> dict[str, float]:
             probe = _Probe(Grower(model, schedule, data.x_train, data.y_train, seed=seed), data)
             fit(model, data, TrainConfig(epochs=epochs), seed=seed, on_step=probe)
             out.setdefault(f"{init}_acc", []).append(accuracy(model, data.x_val, data.y_val))
+            out.setdefault(f"{init}_test_acc", []).append(accuracy_on_test(model, data))
             out.setdefault(f"{init}_grad", []).append(probe.grad or 0.0)
             out.setdefault(f"{init}_loss_after", []).append(statistics.mean(probe.losses))
         print(f"  gradmax {init}: acc {statistics.mean(out[f'{init}_acc']):.4f}", flush=True)
@@ -114,20 +115,24 @@ def _matched_shapes(params: int, n_in: int, n_out: int) -> list[list[int]]:
 def noisy_rows(data: Dataset, seeds: int, quick: bool) -> dict[str, Any]:
     """NOISY's grown MLP vs the best fixed MLP of the same parameter count (means over seeds)."""
     n_in, n_out = 784, data.num_classes
-    rows: dict[str, list[float]] = {"acc": [], "fixed_acc": [], "params": [], "fixed_params": []}
+    rows: dict[str, list[float]] = {"acc": [], "fixed_acc": [], "params": [], "fixed_params": [],
+                                    "test_acc": [], "fixed_test_acc": []}  # fmt: skip
     first: dict[str, Any] = {}
     for seed in range(seeds):
         cfg = NoisyConfig(steps=12 if quick else 30, candidates=4, train_batches=30,
                           start_width=16, lr=1e-2, seed=seed)  # fmt: skip
         grown = noisy_search(data, cfg)
-        fixed: list[tuple[float, int, list[int]]] = []
+        fixed: list[tuple[float, int, list[int], float | None]] = []
         for widths in _matched_shapes(grown.params, n_in, n_out):
             model = NoisyMLP.create(n_in, widths, n_out, torch.Generator().manual_seed(seed))
             train = TrainConfig(epochs=cfg.steps, max_batches=cfg.train_batches, lr=cfg.lr)
             fit(model, data, train, seed=seed)  # as many steps as NOISY's kept lineage
-            fixed.append((accuracy(model, data.x_val, data.y_val), count_params(model), widths))
-        best = max(fixed)
-        for key, value in zip(rows, (grown.accuracy, best[0], grown.params, best[1])):
+            fixed.append((accuracy(model, data.x_val, data.y_val), count_params(model), widths,
+                          accuracy_on_test(model, data)))  # fmt: skip
+        best = max(fixed, key=lambda f: f[:2])  # chosen on validation
+        values = (grown.accuracy, best[0], grown.params, best[1],
+                  accuracy_on_test(grown.model, data), best[3])  # fmt: skip
+        for key, value in zip(rows, values):
             rows[key].append(value)
         first = first or {"widths": grown.model.widths, "relu": grown.model.relu,
                           "moves": [h.move for h in grown.history], "fixed_widths": best[2],
@@ -153,10 +158,13 @@ def snl_rows(data: Dataset, budgets: tuple[int, ...], finetune: int) -> list[dic
     rows = []
     cfg = SNLConfig(finetune_epochs=finetune)
     for budget in budgets:
-        snl = linearize(copy.deepcopy(trained), data, budget, cfg)
-        drop = drop_relu_layers(copy.deepcopy(trained), data, budget, cfg)
+        ours, theirs = copy.deepcopy(trained), copy.deepcopy(trained)  # changed in place
+        snl = linearize(ours, data, budget, cfg)
+        drop = drop_relu_layers(theirs, data, budget, cfg)
         rows.append({
             "relu_budget": budget, "acc": snl.accuracy, "baseline_acc": drop.accuracy,
+            "test_acc": accuracy_on_test(ours, data),
+            "baseline_test_acc": accuracy_on_test(theirs, data),
             "relus": snl.relus_after, "baseline_relus": drop.relus_after,
             "mask_epochs": snl.mask_epochs, "trained_acc": base, "relus_before": total,
         })  # fmt: skip

@@ -36,7 +36,7 @@ from edgeauto.latency.builder import TimingSettings, make_timer
 from edgeauto.latency.device import open_table
 from edgeauto.progress import NullReporter
 from edgeauto.spaces import get_space
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,12 @@ def handmade(budget: float, data: Any, epochs: int, timer: Any) -> dict[str, Any
     model = mobilenet_v2ish(best[0], shape[0], data.num_classes)
     fit(model, data, TrainConfig(epochs=epochs), seed=0)
     acc = accuracy(model, data.x_val, data.y_val)
-    return {"width": round(best[0], 3), "acc": acc, "measured_ms": best[1]}
+    return {
+        "width": round(best[0], 3),
+        "acc": acc,
+        "test_acc": accuracy_on_test(model, data),
+        "measured_ms": best[1],
+    }
 
 
 def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -142,7 +147,7 @@ def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, An
     # searched arch's measured / predicted before pruning (pruning's plan.scale), and the
     # final artifact's measured / budget: the prediction's hit and the landing, both
     before = (m["pruning"] or {}).get("scale")
-    return {"acc": m.accuracy, "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
+    return {"acc": m.accuracy, "test_acc": m["accuracy"].get("test"), "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
             "measured_over_predicted_before_pruning": before,
             "repeatability": m["latency"].get("repeatability", {}).get("litert"),
             **frame(m, budget)}  # fmt: skip

@@ -43,7 +43,7 @@ from edgeauto.compress.uniform import prune_uniform
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import load_profile
 from edgeauto.latency.builder import BlockTimer, TimingSettings, make_timer
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 CUTS = (0.3, 0.4, 0.5)
 CRITERIA = ("l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random")
@@ -62,6 +62,7 @@ class Row:
     macs: int
     budget_ms: float | None = None
     seconds: float = 0.0
+    test_acc: float | None = None  # the held-out split, read once per model
 
 
 def mnist_cnn(c: int = 1, classes: int = 10) -> nn.Module:
@@ -200,7 +201,8 @@ class Bench:
         self.macs = count_macs(self.model, self.shape)
         self.ms = self.measure(self.model)
         self.rows = [Row(name, "unpruned", 0.0, accuracy(self.model, data.x_val, data.y_val),
-                         self.ms, 1.0, self.macs)]  # fmt: skip
+                         self.ms, 1.0, self.macs,
+                         test_acc=accuracy_on_test(self.model, data))]  # fmt: skip
 
     def measure(self, model: nn.Module) -> float:
         """LiteRT median, the lower of two timings: a burst of load elsewhere on the machine
@@ -221,6 +223,7 @@ class Bench:
             self.name, method, round(1 - macs / self.macs, 4),
             accuracy(pruned, self.data.x_val, self.data.y_val), ms,
             (self.ms / ms) / (self.macs / macs), macs, budget, time.time() - t0,
+            accuracy_on_test(pruned, self.data),
         )  # fmt: skip
         self.rows.append(row)
         print(f"  {method:28s} cut {row.flops_cut:.3f} acc {row.acc:.4f} {ms:.4f} ms "

@@ -40,7 +40,7 @@ from edgeauto.export.tflite import export_tflite
 from edgeauto.fileio import write_json
 from edgeauto.sparse import SparseConfig, get_sparse_method, list_sparse_methods
 from edgeauto.sparse.models import map_pool, mlp, small_cnn
-from edgeauto.train import TrainConfig, accuracy, fit
+from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 MODELS: dict[str, Callable[[Dataset], nn.Module]] = {
     "mlp": lambda d: mlp(d.input_shape, d.num_classes),
@@ -104,7 +104,8 @@ def dense_baseline(name: str, data: Dataset, args: argparse.Namespace, root: Pat
     fit(model, data, TrainConfig(epochs=args.epochs), seed=args.seed)
     dense, _ = export_pair(model, data, root, f"{name}-dense")
     ms = get_runtime("litert").measure(dense, 1, args.runs, args.runs // 5).median_ms
-    return {"acc": accuracy(model, data.x_val, data.y_val), "size_bytes": dense.stat().st_size,
+    return {"acc": accuracy(model, data.x_val, data.y_val),
+            "test_acc": accuracy_on_test(model, data), "size_bytes": dense.stat().st_size,
             "ms": ms}  # fmt: skip
 
 
@@ -118,7 +119,8 @@ def one_row(model_name: str, method: str, s: float, data: Dataset, args: Any, ro
     dense, sparse = export_pair(model, data, root, f"{model_name}-{method}-{s:g}")
     dense_ms, sparse_ms = timed_pair(dense, sparse, args.runs)
     return {"model": model_name, "method": method, "sparsity": s,
-            "acc": accuracy(model, data.x_val, data.y_val), "train_flops": flops,
+            "acc": accuracy(model, data.x_val, data.y_val),
+            "test_acc": accuracy_on_test(model, data), "train_flops": flops,
             "train_s": train_s, "size_bytes": sparse.stat().st_size,
             "dense_size_bytes": dense.stat().st_size, "dense_ms": dense_ms,
             "sparse_ms": sparse_ms}  # fmt: skip

@@ -469,3 +469,11 @@ def accuracy(model: nn.Module, x: Indexable, y: torch.Tensor, batch_size: int = 
         pred = model(x[i : i + batch_size].to(device)).argmax(1).cpu()
         correct += int((pred == y[i : i + batch_size].cpu()).sum())
     return correct / max(1, len(x))
+
+
+def accuracy_on_test(model: nn.Module, data: Dataset) -> float | None:
+    """Top-1 accuracy on the held-out test split (None when ``data`` has none). Read it once,
+    for the final model, after every choice was made on validation."""
+    if data.x_test is None or data.y_test is None or not len(data.x_test):
+        return None
+    return accuracy(model, data.x_test, data.y_test)

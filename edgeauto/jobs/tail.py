@@ -23,7 +23,7 @@ from edgeauto.limits import Footprint, estimate
 from edgeauto.manifest import Manifest
 from edgeauto.report import write_report
 from edgeauto.timing import LatencyStat
-from edgeauto.train import accuracy
+from edgeauto.train import accuracy_on_test
 from edgeauto.version import __version__
 
 
@@ -154,15 +154,6 @@ def accuracies(accuracy: dict[str, Any], parity: dict[str, Any]) -> dict[str, An
     return {**accuracy, "fp32": q["fp32_acc"], "int8": q["int8_acc"]} if q else accuracy
 
 
-def test_accuracy(ctx: Context, model: nn.Module) -> float | None:
-    """The final model's accuracy on the test split: the one time a run reads it, after
-    every choice is made (None when the dataset has no test split)."""
-    data = ctx.data
-    if data.x_test is None or data.y_test is None or not len(data.x_test):
-        return None
-    return accuracy(model, data.x_test, data.y_test)
-
-
 def bundle_files(ctx: Context, artifacts: dict[str, Path]) -> dict[str, Path]:
     """The files a user deploys: ONNX, TFLite (and int8), plus labels.txt, preprocess.json and
     infer.py, so that the artifacts work without this package."""
@@ -195,7 +186,7 @@ def finish(
     files, sections = extras(stats) if extras else ({}, {})
     results = {
         **results, "parity": parity, "stats": stats, "devices": devices,
-        "accuracy": {**accuracies(results["accuracy"], parity), "test": test_accuracy(ctx, model)},
+        "accuracy": {**accuracies(results["accuracy"], parity), "test": accuracy_on_test(model, ctx.data)},
         "files": {**bundle_files(ctx, artifacts), **results.get("files", {}), **files},
         "predicted_ms": ctx.own_latency(model), "analysis": analysis_stage(ctx, model),
         "footprint": footprint(ctx, model, artifacts),
