@@ -10,7 +10,6 @@ directory's ``preprocess.json``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ class Images:
     """Images as stored, read as ``(raw / scale - mean) / std`` in float32, a batch at a time.
 
     Index it like a tensor (``images[idx]``, ``images[a:b]``) to get a float batch;
-    :meth:`subset` keeps the stored form. ``shape`` is the images' NCHW shape.
+    ``raw`` is the stored form. ``shape`` is the images' NCHW shape.
     """
 
     def __init__(
@@ -66,14 +65,6 @@ class Images:
     @property
     def dtype(self) -> torch.dtype:
         return torch.float32
-
-    def subset(self, idx: Any) -> Images:
-        """The images at ``idx``, still in their stored form."""
-        return Images(self.raw[idx], self.scale, self.mean, self.std)
-
-    def normalised(self, mean: Sequence[float], std: Sequence[float]) -> Images:
-        """The same stored images read with another mean and std."""
-        return Images(self.raw, self.scale, mean, std)
 
 
 def _images(x: Images | torch.Tensor | None) -> Images | None:
@@ -118,10 +109,6 @@ class Dataset:
     @property
     def std(self) -> tuple[float, ...]:
         return self.x_train.std
-
-    def replace(self, **changes: Any) -> Dataset:
-        """A copy with some fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)
 
 
 def _mnist5k() -> tuple[np.ndarray, np.ndarray, float]:
