@@ -448,3 +448,41 @@ def test_landing_keeps_the_state_nearest_the_landing_point() -> None:
     tried = [(x, nn.Identity(), plan) for x in (0.926, 0.921, 0.899, 0.975, 1.02)]
     assert _keep(tried, 1.0, 0.95)[0] == 0.926
     assert _keep([*tried[-1:], (1.1, nn.Identity(), plan)], 1.0, 0.95)[0] == 1.02
+
+
+def test_next_target_interpolates_between_the_misses_around_the_landing_point() -> None:
+    """The real run's trace: from the unpruned model (0.604 ms) and one undershoot, the next
+    target lies between them where the line through both reaches the landing point; with
+    misses on one side only it is rescaled from the nearest."""
+    from edgeauto.compress.landing import next_target
+
+    seen = [(0.604, 0.604), (0.384, 0.278)]
+    t = next_target(seen, 0.384)
+    assert t == pytest.approx(0.384 + (0.384 - 0.278) * (0.604 - 0.384) / (0.604 - 0.278))
+    assert 0.384 < t < 0.604
+    closer = [*seen, (0.512, 0.467), (0.406, 0.304)]  # the nearest pair each side is used
+    assert next_target(closer, 0.384) == pytest.approx(0.406 + 0.080 * 0.106 / 0.163)
+    assert next_target([(0.6, 0.6), (0.5, 0.45)], 0.384) == pytest.approx(0.5 * 0.384 / 0.45)
+
+
+@pytest.mark.parametrize("curve", ["linear", "convex"])
+def test_smallest_meeting_finds_the_smallest_cut_in_few_proposals(curve: str) -> None:
+    """Between a missing and a meeting cut, the smallest multiple of the step that meets
+    the target is found; on a linear cost in 2 proposals (bisection took 7), on a convex
+    one in 8 or fewer."""
+    from edgeauto.compress.netadapt import Proposal, _smallest_meeting
+
+    made: list[int] = []
+
+    def make(k: int) -> Proposal:
+        made.append(k)
+        share = k / 960
+        cost = 1.0 - 0.5 * (share if curve == "linear" else share**2)
+        return Proposal(f"cut {k}", [], nn.Identity(), cost)
+
+    target = 0.8
+    got = _smallest_meeting(make, (8, make(8)), (864, make(864)), target, 8)
+    proposals = len(made) - 2
+    want = min(k for k in range(8, 865, 8) if make(k).cost <= target)
+    assert int(got.action.split()[1]) == want
+    assert proposals <= (2 if curve == "linear" else 8)

@@ -2,10 +2,11 @@
 
 A table's sum of blocks misses the whole model's latency, by a few percent or, for one arch
 whose slow blocks the table underrates, by 40%. The cost is first rescaled to the unpruned
-model measured whole; after pruning the whole model is measured again. Over the budget, the
-target is lowered by the miss and pruning goes on; far under it (the rescaled cost
-overrated the blocks pruning removed), pruning starts again from the unpruned model towards a
-target raised by the miss. Of the states measured, the one within the budget nearest the
+model measured whole; after pruning the whole model is measured again. The next target is
+interpolated between the (target, measured) pairs on either side of the landing point
+(:func:`next_target`). Over the budget, pruning goes on towards it; far under it (the
+rescaled cost overrated the blocks pruning removed), pruning starts again from the unpruned
+model. Of the states measured, the one within the budget nearest the
 landing point is kept, else the fastest.
 """
 
@@ -57,13 +58,15 @@ def prune_measured(
     if measure is None:
         return model, pruner.prune(model, problem, plan)
     original = copy.deepcopy(model)
-    plan.scale = measure(model) / problem.cost(model)
+    whole = measure(model)
+    plan.scale = whole / problem.cost(model)
     problem = _scaled(problem, plan.scale)
     budget = problem.budget
     bands = (bands or Budget(budget)).at(budget)
     band = (bands.accept[0] * budget, bands.accept[1] * budget)
     problem = dataclasses.replace(problem, measure=measure, band=band)
     aim = target = bands.landing_ms
+    seen = [(whole, whole)]  # (target, measured): the unpruned model first
     tried: list[tuple[float, nn.Module, dict]] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         n_ops = len(plan.ops)
@@ -77,13 +80,33 @@ def prune_measured(
         if bands.accepts(measured):
             break
         plan.misses.append((target, measured))
-        target *= aim / measured  # lower after an overshoot, higher after an undershoot
+        seen.append((target, measured))
+        target = next_target(seen, aim)
         if measured < bands.accept[0] * budget:  # too deep: start again from the unpruned model
             model = copy.deepcopy(original)
             plan = dataclasses.replace(plan, ops=[], steps=[], status="met", message="")
     model, plan = _settle(tried, model, plan, budget, bands.landing_ms)
     plan.budget = budget
     return model, plan
+
+
+def next_target(seen: list[tuple[float, float]], aim: float) -> float:
+    """The next attempt's target from the (target, measured) pairs so far, the unpruned
+    model first (its target is its own measured latency): interpolated between the pairs
+    nearest ``aim`` on either side, else rescaled from the nearest pair.
+
+    Interpolated, not rescaled: measured here (CIFAR MobileNetV2 to 0.404 ms), targets
+    0.384, 0.530, 0.406 and 0.512 ms gave 0.278, 0.501, 0.304 and 0.467 ms; rescaling by
+    ``aim / measured`` jumped across the band each time, as a step of the cost model moves
+    the measured latency 1.5x as far as its prediction.
+    """
+    below = [p for p in seen if p[1] < aim]
+    above = [p for p in seen if p[1] > aim]
+    if below and above:
+        (t0, m0), (t1, m1) = max(below, key=lambda p: p[1]), min(above, key=lambda p: p[1])
+        return t0 + (aim - m0) * (t1 - t0) / (m1 - m0)
+    target, measured = min(seen[1:] or seen, key=lambda p: abs(p[1] - aim))
+    return target * aim / measured
 
 
 def _settle(

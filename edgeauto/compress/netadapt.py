@@ -15,6 +15,7 @@ measures the proposals nearest the target whole and lands on one measured inside
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +81,36 @@ def prune_channels(
                 PruneOp(n, bool(o), tuple(int(i) for i in ix)) for n, o, ix in dg.pruning_history()
             ]
     raise ConfigError(f"no prunable channel group is rooted at {root!r}")
+
+
+def _smallest_meeting(
+    make: Callable[[int], Proposal],
+    miss: tuple[int, Proposal],
+    meet: tuple[int, Proposal],
+    target: float,
+    step: int,
+) -> Proposal:
+    """The smallest cut (a multiple of ``step``) whose cost meets ``target``, between a cut
+    that misses it and one that meets it: the next cut is read off the line through the two
+    (cost falls about linearly with the channels cut), or beside a bracket's end.
+
+    Interpolated, not bisected: bisecting a layer of 960 channels in steps of 8 took 10
+    proposals (each a copy, a traced graph and new layers timed); the line takes 2 or 3.
+    """
+    (lo, lo_p), (hi, hi_p) = miss, meet
+    moved, again = "", False  # the end the last proposal moved; moved twice: bisect
+    while hi - lo > step:
+        line = lo + (lo_p.cost - target) * (hi - lo) / max(lo_p.cost - hi_p.cost, 1e-12)
+        k = -(-int((lo + hi) / 2 if again else line) // step) * step  # rounded up
+        k = min(max(k, lo + step), hi - step)  # on a bracket's end: test its neighbour
+        cand = make(k)
+        side = "hi" if cand.cost <= target else "lo"
+        again, moved = side == moved and not again, side
+        if side == "hi":
+            hi, hi_p = k, cand
+        else:
+            lo, lo_p = k, cand
+    return hi_p
 
 
 @PRUNERS.register("netadapt")
@@ -187,21 +218,13 @@ class NetAdaptPruner(Pruner):
             ops = prune_channels(cand, problem.input_shape, root, sorted(order[:k]))
             return Proposal(f"cut {k}/{n} channels of {root}", ops, cand, problem.cost(cand))
 
-        lo, k = 0, step  # lo: largest k known to miss the target
-        best = make(k)
-        while best.cost > target and k < most:
-            lo, k = k, min(2 * k, most)
-            best = make(k)
-        while best.cost <= target and k - lo > step:  # bisect down to the smallest cut
-            mid = (lo + k) // 2 // step * step
-            if mid <= lo:
-                break
-            cand = make(mid)
-            if cand.cost <= target:
-                best, k = cand, mid
-            else:
-                lo = mid
-        return best
+        smallest = make(step)
+        if smallest.cost <= target or most == step:
+            return smallest
+        largest = make(most)
+        if largest.cost > target:
+            return largest  # the layer cannot reach the target alone: its largest cut
+        return _smallest_meeting(make, (step, smallest), (most, largest), target, step)
 
     def _depth_proposals(self, model: nn.Module, problem: PruneProblem) -> list[Proposal]:
         out = []
