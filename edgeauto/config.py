@@ -60,7 +60,7 @@ class RunConfig:
     seed: int = 0
     epochs: int = 5
     space: str = "fbnet-lite"
-    strategy: str = "random"
+    strategy: str = "capacity"  # benchmarks/results/proxy_fidelity.json: see search/capacity.py
     criterion: str = "l1"
     allocation: str = "netadapt"
     scratch_baseline: bool = False
@@ -70,7 +70,7 @@ class RunConfig:
     max_params: int | None = None
     max_size_kb: float | None = None
     max_activation_kb: float | None = None
-    trials: int = 6
+    trials: int = 3  # the proxy only vetoes capacity's choice: see search/capacity.py
     search_epochs: int = 1
     search_batches: int = 60
     # smbo only: rank the first archs by zero-cost scores; archs trained per step (0: auto)

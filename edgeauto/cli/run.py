@@ -53,7 +53,11 @@ _Seed = Annotated[int, typer.Option(help="Seed for split, search and training.")
 _Epochs = Annotated[int, typer.Option(help="Epochs of final training.")]
 _Space = Annotated[str, typer.Option(help="Search space name.")]
 _Strategy = Annotated[
-    str, typer.Option(help="Search strategy: random, evolution, smbo, dnas, noisy.")
+    str,
+    typer.Option(
+        help="Search strategy: capacity (the most parameters the budget allows), random, "
+        "evolution, smbo, dnas, noisy."
+    ),
 ]
 _Mode = Annotated[
     str,
@@ -96,7 +100,7 @@ def run(
     epochs: _Epochs = 5,
     finetune_epochs: FinetuneEpochs = 2,
     space: _Space = "fbnet-lite",
-    strategy: _Strategy = "random",
+    strategy: _Strategy = "capacity",
     mode: _Mode = "search-then-compress",
     calibration: _Calibration = "fresh",
     criterion: Criterion = "l1",
@@ -107,7 +111,7 @@ def run(
     int8: Int8 = True,
     precision: Precision = "fp32",
     scratch_baseline: ScratchBaseline = False,
-    trials: _Trials = 6,
+    trials: _Trials = 3,
     warm_start: _WarmStart = False,
     beam: _Beam = 0,
     tolerance: Tolerance = 0.10,
