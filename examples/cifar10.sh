@@ -13,7 +13,7 @@ ZIP=${CIFAR_ZIP:-../shared/data/cifar10/cifar10-train.zip}
 OUT=${OUT:-runs/cifar10}
 
 $EDGEAUTO run --device host --latency-ms "${BUDGET:-0.5}" --dataset "folder:$ZIP" \
-  --space cifar-mbv2 --epochs "${EPOCHS:-4}" --finetune-epochs 1 --trials "${TRIALS:-4}" \
+  --space cifar-mbv2 --epochs "${EPOCHS:-4}" --finetune-epochs 1 --trials "${TRIALS:-3}" \
   --out "$OUT"
 python3 -c "import json,sys; m=json.load(open(sys.argv[1])); a=m['accuracy']; \
 print(f\"test accuracy {a['test']:.4f} (val {a['val']:.4f}), measured {m['latency']['measured_ms']:.3f} ms\")" \
