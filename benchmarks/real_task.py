@@ -20,7 +20,10 @@ Rows at each budget and seed (every final model gets the same recipe and epochs:
   latency to land in [0.90, 1.00] x budget;
 - (d) ``torch-pruning``: the dense MobileNetV2-CIFAR (width 1) trained ``epochs``, pruned by
   Torch-Pruning's magnitude pruner to the same measured latency, fine-tuned;
-- (e) ``compress``: ``edgeauto compress`` of that same dense model to the budget.
+- (e) ``compress``: ``edgeauto compress`` of that same dense model to the budget;
+- (f) ``default-at-budget``: (a) with the search aimed at the budget itself
+  (``search_headroom=1.0``) instead of 1.25x over it and pruned down: an experiment on the
+  default, outside the goals.
 
 Each row is written to the JSON as it finishes; a rerun skips the rows the JSON has (the
 resume), ``--only`` picks rows. Latency is LiteRT fp32, 1 thread, pinned to the host
@@ -62,7 +65,8 @@ from edgeauto.train import FitStats, TrainConfig, accuracy, fit, plain_throughpu
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "cifar-mbv2"
 ROWS = {"a": ("default",), "b": ("smbo", "dnas", "random", "evolution"),
-        "c": ("mbv2-width",), "d": ("torch-pruning",), "e": ("compress",)}  # fmt: skip
+        "c": ("mbv2-width",), "d": ("torch-pruning",), "e": ("compress",),
+        "f": ("default-at-budget",)}  # fmt: skip
 # MobileNetV2's (expansion, channels, blocks, stride) table, as in the paper
 MBV2 = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
         (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
@@ -80,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-real-task")
     ap.add_argument("--quick", action="store_true",
                     help="one budget, one seed, 6,000 images, 3+1 epochs, 4 trials")  # fmt: skip
-    ap.add_argument("--only", default="a,b,c,d,e", help="rows (letters or method names)")
+    ap.add_argument("--only", default="a,b,c,d,e,f", help="rows (letters or method names)")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--budgets", default="", help="ms, comma-separated (default: 3 spread)")
     ap.add_argument("--epochs", type=int, default=10)
@@ -97,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ]
     known = {m for ms in ROWS.values() for m in ms}
     if bad := [m for m in args.methods if m not in known]:
-        ap.error(f"--only: unknown rows {bad}; use letters a-e or {sorted(known)}")
+        ap.error(f"--only: unknown rows {bad}; use letters a-f or {sorted(known)}")
     return args
 
 
@@ -230,7 +234,9 @@ def edgeauto_row(b: Bench, method: str, budget: float, seed: int) -> dict[str, A
     """Rows (a) and (b): ``edgeauto run`` on the host, pinned and measured."""
     a = b.args
     out = a.out / f"{method}-{budget:g}-s{seed}"
-    strategy = {} if method == "default" else {"strategy": method}
+    strategy = {"default": {}, "default-at-budget": {"search_headroom": 1.0}}.get(
+        method, {"strategy": method}
+    )
     cpu = time.process_time()
     m = edgeauto.run(check=False, device="host", latency_ms=budget, dataset=b.spec, space=SPACE,
                      out=str(out), epochs=a.epochs, finetune_epochs=a.finetune_epochs,
@@ -323,7 +329,7 @@ def compress_row(b: Bench, budget: float, seed: int) -> dict[str, Any]:
 
 
 def run_row(b: Bench, method: str, budget: float, seed: int) -> dict[str, Any]:
-    if method in ROWS["a"] + ROWS["b"]:
+    if method in ROWS["a"] + ROWS["b"] + ROWS["f"]:
         return edgeauto_row(b, method, budget, seed)
     rows: dict[str, Callable[[Bench, float, int], dict[str, Any]]] = {
         "mbv2-width": width_row,

@@ -463,6 +463,9 @@ def test_next_target_interpolates_between_the_misses_around_the_landing_point() 
     closer = [*seen, (0.512, 0.467), (0.406, 0.304)]  # the nearest pair each side is used
     assert next_target(closer, 0.384) == pytest.approx(0.406 + 0.080 * 0.106 / 0.163)
     assert next_target([(0.6, 0.6), (0.5, 0.45)], 0.384) == pytest.approx(0.5 * 0.384 / 0.45)
+    # the real trace that repeated a target: the largest target under the aim is the end
+    trace = [(0.6, 0.6), (0.415, 0.333), (0.473, 0.389), (0.489, 0.387)]
+    assert next_target(trace, 0.415) == pytest.approx(0.489 + 0.028 * 0.111 / 0.213)
 
 
 @pytest.mark.parametrize("curve", ["linear", "convex"])

@@ -166,7 +166,8 @@ def test_cli_rejects_a_bad_limit(cli, tmp_path: Path) -> None:
 def test_modes(tmp_path: Path, micro_tables: Path, micro_table) -> None:
     from edgeauto.config import RunConfig
 
-    assert RunConfig().headroom == 1.25 and RunConfig(mode="joint").headroom == 1.0
+    assert RunConfig().headroom == 1.0 and RunConfig(search_headroom=1.25).headroom == 1.25
+    assert RunConfig(mode="joint", search_headroom=1.25).headroom == 1.0
     with pytest.raises(ConfigError, match="mode must be one of search-then-compress, joint"):
         RunConfig(mode="both")
     space = get_space("fbnet-micro", (1, 8, 8), 10)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from edgeauto.budget import HEADROOM
 from edgeauto.cli.common import (
     Allocation,
     Augment,
@@ -62,8 +63,15 @@ _Strategy = Annotated[
 _Mode = Annotated[
     str,
     typer.Option(
-        help="search-then-compress (search above the budget, prune onto it) "
-        "or joint (widths searched at the budget)."
+        help="search-then-compress (search up to --search-headroom x the budget, prune "
+        "onto it) or joint (widths searched at the budget)."
+    ),
+]
+_SearchHeadroom = Annotated[
+    float,
+    typer.Option(
+        help="search-then-compress: the search may pick archs up to this factor over the "
+        "budget, pruning closes the gap (1.0: at the budget; see README, real task)."
     ),
 ]
 _Calibration = Annotated[
@@ -102,6 +110,7 @@ def run(
     space: _Space = "fbnet-lite",
     strategy: _Strategy = "capacity",
     mode: _Mode = "search-then-compress",
+    search_headroom: _SearchHeadroom = HEADROOM,
     calibration: _Calibration = "fresh",
     criterion: Criterion = "l1",
     allocation: Allocation = "netadapt",
@@ -143,7 +152,7 @@ def run(
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             precision=precision,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
-            mode=mode, calibration=calibration, warm_start=warm_start, beam=beam,
+            mode=mode, search_headroom=search_headroom, calibration=calibration, warm_start=warm_start, beam=beam,
             tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
             also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
             val_fraction=val_fraction, test_fraction=test_fraction, test_dataset=test_dataset,
