@@ -249,13 +249,55 @@ def test_removal_replays_on_a_searched_net() -> None:
     assert model(torch.zeros(2, *DIGITS_SHAPE)).shape == (2, 10)
 
 
-def test_l1_matches_torch_pruning_group_l1(micro_space, trained_micro) -> None:
+def test_group_l1_matches_torch_pruning_group_l1(micro_space, trained_micro) -> None:
     model = build_trained(micro_space, trained_micro)
-    ours = get_criterion("l1")
+    ours = get_criterion("group-l1")
     ours.bind(model)
     theirs = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None, group_reduction="sum")
     for root, _m, group in prunable_groups(build_graph(model, DIGITS_SHAPE), model):
         assert torch.allclose(ours.group_scores(group), theirs(group), rtol=1e-5), root
+
+
+def test_l1_is_li_et_al_filter_norm() -> None:
+    """``l1`` is Li et al.'s criterion: each filter's own kernel L1 norm, exactly; the BN
+    weights and the next layer's input slices that ``group-l1`` adds play no part."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(0.1, 5.0, 8))  # BN weights differ per channel
+    l1, group = get_criterion("l1"), get_criterion("group-l1")
+    l1.bind(model)
+    group.bind(model)
+    groups = prunable_groups(build_graph(model, DIGITS_SHAPE), model)
+    assert {root for root, _m, _g in groups} == {"0", "3"}
+    for root, module, g in groups:
+        own = module.weight.detach().abs().flatten(1).sum(1)
+        assert torch.equal(l1.group_scores(g), own), root
+        assert not torch.allclose(group.group_scores(g), own), root
+    first = next(g for root, _m, g in groups if root == "0")
+    bn_and_next = model[1].weight.abs() + model[3].weight.abs().transpose(0, 1).flatten(1).sum(1)
+    assert torch.allclose(group.group_scores(first), l1.group_scores(first) + bn_and_next.detach())
+
+
+def test_l1_scores_an_inverted_residual_by_its_expansion_filters() -> None:
+    """Torch-Pruning roots expand -> depthwise -> project at the depthwise conv; the filters
+    that compute those channels are the expansion conv's, so ``l1`` scores those."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 1), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
+    ).eval()  # fmt: skip
+    crit = get_criterion("l1")
+    crit.bind(model)
+    groups = prunable_groups(build_graph(model, DIGITS_SHAPE), model)
+    hidden = next(g for root, _m, g in groups if root == "3")  # rooted at the depthwise conv
+    expected = model[0].weight.detach().abs().flatten(1).sum(1)
+    assert torch.equal(crit.group_scores(hidden), expected)
 
 
 @pytest.mark.parametrize("name", [c for c in list_criteria() if c != "random"])

@@ -38,7 +38,10 @@ ScratchBaseline = Annotated[
 ]
 Criterion = Annotated[
     str,
-    typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+    typer.Option(
+        help="Channel importance: l1 (filter norm, Li et al.), group-l1, l2, taylor, taylor2, "
+        "hessian, ispasp, random."
+    ),
 ]
 Allocation = Annotated[
     str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
