@@ -28,7 +28,7 @@ from edgeauto.compress import (
 )
 from edgeauto.compress.graph import build_graph, depth_candidates, prunable_groups
 from edgeauto.compress.landing import prune_measured
-from edgeauto.compress.scratch import recalibrate_bn, reinitialize
+from edgeauto.compress.scratch import recalibrate_bn, reinitialize, scratch_b_epochs
 from edgeauto.errors import ConfigError
 from edgeauto.latency.builder import TimingSettings, local_timer
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -367,6 +367,49 @@ def test_reinitialize_keeps_shapes_changes_weights(micro_space, trained_micro) -
     assert all(before[k].shape == after[k].shape for k in before)
     conv = next(k for k in before if k.endswith("weight") and before[k].dim() == 4)
     assert not torch.equal(before[conv], after[conv])
+
+
+def test_scratch_b_epochs_match_the_unpruned_training_flops() -> None:
+    assert scratch_b_epochs(10, 3_000, 2_000) == 15  # 1.5x fewer MACs: 1.5x the epochs
+    assert scratch_b_epochs(3, 1_000, 700) == 4  # 4.29 epochs, rounded
+    assert scratch_b_epochs(5, 100_000, 1_000) == 20  # 100x fewer MACs: capped at 4x
+    assert scratch_b_epochs(5, 1_000, 1_000) == 5 == scratch_b_epochs(5, 900, 1_000)
+
+
+def test_scratch_stage_trains_scratch_e_and_scratch_b(digits) -> None:
+    """Scratch-E gets the unpruned model's epochs, Scratch-B its training FLOPs: a model with
+    half the MACs trains twice the epochs; with no MACs saved Scratch-B is Scratch-E."""
+    from types import SimpleNamespace
+
+    from edgeauto.config import RunConfig
+    from edgeauto.jobs.stages import scratch_stage
+    from edgeauto.progress import NullReporter
+
+    records: dict[str, dict] = {}
+    rd = SimpleNamespace(record=records.__setitem__)
+    cfg = RunConfig(epochs=1, finetune_epochs=0)
+    ctx = SimpleNamespace(cfg=cfg, data=digits, reporter=NullReporter(), rd=rd, resumed=lambda s: None)  # fmt: skip
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    macs = count_macs(model, DIGITS_SHAPE)
+    acc = scratch_stage(ctx, model, unpruned_macs=2 * macs)
+    assert {k: v["epochs"] for k, v in records.items()} == {"scratch": 1, "scratch_b": 2}
+    assert acc == {k: v["accuracy"] for k, v in records.items()}
+    records.clear()
+    same = scratch_stage(ctx, model, unpruned_macs=macs)
+    assert list(records) == ["scratch"] and same["scratch_b"] == same["scratch"]
+
+
+def test_report_shows_scratch_e_and_scratch_b() -> None:
+    from edgeauto.report.markdown import _scratch_lines
+
+    acc = {"val": 0.9, "val_scratch": 0.8, "val_scratch_b": 0.85}
+    text = "\n".join(_scratch_lines(acc))
+    assert "scratch baseline" in text and "0.9000" in text
+    assert "Scratch-E (the unpruned model's epochs): 0.8000" in text
+    assert "Scratch-B (the unpruned model's training FLOPs): 0.8500" in text
+    old = "\n".join(_scratch_lines({"val": 0.9, "val_scratch": 0.8}))  # before Scratch-B
+    assert "Scratch-E" in old and "Scratch-B" not in old
+    assert _scratch_lines({"val": 0.9, "val_scratch": None, "val_scratch_b": None}) == []
 
 
 @pytest.mark.parametrize(
