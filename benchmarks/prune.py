@@ -46,7 +46,7 @@ from edgeauto.latency.builder import BlockTimer, TimingSettings, make_timer
 from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
 CUTS = (0.3, 0.4, 0.5)
-CRITERIA = ("l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random")
+CRITERIA = ("l1", "group-l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random")
 BUDGETS = (0.75, 0.6, 0.45)  # of the unpruned model's measured latency
 ROUND_TO = load_profile("host").pruning_multiple  # 16 on x86: see DeviceProfile
 

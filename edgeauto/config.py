@@ -37,7 +37,8 @@ class RunConfig:
     and compression only corrects a model the device measures over budget.
     ``criterion`` ranks channels (``l1``, ``taylor2`` ...); ``allocation`` decides how many each
     layer loses (``netadapt``: latency-driven with depth pruning; ``uniform``: same share).
-    ``scratch_baseline`` also trains the pruned architecture from scratch (Liu et al.).
+    ``scratch_baseline`` also trains the pruned architecture from scratch (Liu et al.): with the
+    unpruned model's epochs (Scratch-E) and with its training FLOPs (Scratch-B).
     ``max_params``, ``max_size_kb`` (the float32 ``.tflite`` file) and ``max_activation_kb``
     (peak activation memory, estimated from the graph) bound the model besides latency.
     ``int8`` also writes a full-integer ``model_int8.tflite`` (post-training quantization

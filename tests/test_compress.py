@@ -28,7 +28,7 @@ from edgeauto.compress import (
 )
 from edgeauto.compress.graph import build_graph, depth_candidates, prunable_groups
 from edgeauto.compress.landing import prune_measured
-from edgeauto.compress.scratch import recalibrate_bn, reinitialize
+from edgeauto.compress.scratch import recalibrate_bn, reinitialize, scratch_b_epochs
 from edgeauto.errors import ConfigError
 from edgeauto.latency.builder import TimingSettings, local_timer
 from edgeauto.latency.predictor import MeasuringPredictor
@@ -249,13 +249,55 @@ def test_removal_replays_on_a_searched_net() -> None:
     assert model(torch.zeros(2, *DIGITS_SHAPE)).shape == (2, 10)
 
 
-def test_l1_matches_torch_pruning_group_l1(micro_space, trained_micro) -> None:
+def test_group_l1_matches_torch_pruning_group_l1(micro_space, trained_micro) -> None:
     model = build_trained(micro_space, trained_micro)
-    ours = get_criterion("l1")
+    ours = get_criterion("group-l1")
     ours.bind(model)
     theirs = tp.importance.GroupMagnitudeImportance(p=1, normalizer=None, group_reduction="sum")
     for root, _m, group in prunable_groups(build_graph(model, DIGITS_SHAPE), model):
         assert torch.allclose(ours.group_scores(group), theirs(group), rtol=1e-5), root
+
+
+def test_l1_is_li_et_al_filter_norm() -> None:
+    """``l1`` is Li et al.'s criterion: each filter's own kernel L1 norm, exactly; the BN
+    weights and the next layer's input slices that ``group-l1`` adds play no part."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(0.1, 5.0, 8))  # BN weights differ per channel
+    l1, group = get_criterion("l1"), get_criterion("group-l1")
+    l1.bind(model)
+    group.bind(model)
+    groups = prunable_groups(build_graph(model, DIGITS_SHAPE), model)
+    assert {root for root, _m, _g in groups} == {"0", "3"}
+    for root, module, g in groups:
+        own = module.weight.detach().abs().flatten(1).sum(1)
+        assert torch.equal(l1.group_scores(g), own), root
+        assert not torch.allclose(group.group_scores(g), own), root
+    first = next(g for root, _m, g in groups if root == "0")
+    bn_and_next = model[1].weight.abs() + model[3].weight.abs().transpose(0, 1).flatten(1).sum(1)
+    assert torch.allclose(group.group_scores(first), l1.group_scores(first) + bn_and_next.detach())
+
+
+def test_l1_scores_an_inverted_residual_by_its_expansion_filters() -> None:
+    """Torch-Pruning roots expand -> depthwise -> project at the depthwise conv; the filters
+    that compute those channels are the expansion conv's, so ``l1`` scores those."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 1), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
+        nn.Conv2d(8, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
+    ).eval()  # fmt: skip
+    crit = get_criterion("l1")
+    crit.bind(model)
+    groups = prunable_groups(build_graph(model, DIGITS_SHAPE), model)
+    hidden = next(g for root, _m, g in groups if root == "3")  # rooted at the depthwise conv
+    expected = model[0].weight.detach().abs().flatten(1).sum(1)
+    assert torch.equal(crit.group_scores(hidden), expected)
 
 
 @pytest.mark.parametrize("name", [c for c in list_criteria() if c != "random"])
@@ -325,6 +367,49 @@ def test_reinitialize_keeps_shapes_changes_weights(micro_space, trained_micro) -
     assert all(before[k].shape == after[k].shape for k in before)
     conv = next(k for k in before if k.endswith("weight") and before[k].dim() == 4)
     assert not torch.equal(before[conv], after[conv])
+
+
+def test_scratch_b_epochs_match_the_unpruned_training_flops() -> None:
+    assert scratch_b_epochs(10, 3_000, 2_000) == 15  # 1.5x fewer MACs: 1.5x the epochs
+    assert scratch_b_epochs(3, 1_000, 700) == 4  # 4.29 epochs, rounded
+    assert scratch_b_epochs(5, 100_000, 1_000) == 20  # 100x fewer MACs: capped at 4x
+    assert scratch_b_epochs(5, 1_000, 1_000) == 5 == scratch_b_epochs(5, 900, 1_000)
+
+
+def test_scratch_stage_trains_scratch_e_and_scratch_b(digits) -> None:
+    """Scratch-E gets the unpruned model's epochs, Scratch-B its training FLOPs: a model with
+    half the MACs trains twice the epochs; with no MACs saved Scratch-B is Scratch-E."""
+    from types import SimpleNamespace
+
+    from edgeauto.config import RunConfig
+    from edgeauto.jobs.stages import scratch_stage
+    from edgeauto.progress import NullReporter
+
+    records: dict[str, dict] = {}
+    rd = SimpleNamespace(record=records.__setitem__)
+    cfg = RunConfig(epochs=1, finetune_epochs=0)
+    ctx = SimpleNamespace(cfg=cfg, data=digits, reporter=NullReporter(), rd=rd, resumed=lambda s: None)  # fmt: skip
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    macs = count_macs(model, DIGITS_SHAPE)
+    acc = scratch_stage(ctx, model, unpruned_macs=2 * macs)
+    assert {k: v["epochs"] for k, v in records.items()} == {"scratch": 1, "scratch_b": 2}
+    assert acc == {k: v["accuracy"] for k, v in records.items()}
+    records.clear()
+    same = scratch_stage(ctx, model, unpruned_macs=macs)
+    assert list(records) == ["scratch"] and same["scratch_b"] == same["scratch"]
+
+
+def test_report_shows_scratch_e_and_scratch_b() -> None:
+    from edgeauto.report.markdown import _scratch_lines
+
+    acc = {"val": 0.9, "val_scratch": 0.8, "val_scratch_b": 0.85}
+    text = "\n".join(_scratch_lines(acc))
+    assert "scratch baseline" in text and "0.9000" in text
+    assert "Scratch-E (the unpruned model's epochs): 0.8000" in text
+    assert "Scratch-B (the unpruned model's training FLOPs): 0.8500" in text
+    old = "\n".join(_scratch_lines({"val": 0.9, "val_scratch": 0.8}))  # before Scratch-B
+    assert "Scratch-E" in old and "Scratch-B" not in old
+    assert _scratch_lines({"val": 0.9, "val_scratch": None, "val_scratch_b": None}) == []
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def test_registries_are_not_empty() -> None:
     assert {"fbnet-lite", "fbnet-micro"} <= set(edgeauto.list_spaces())
     assert {"random", "evolution"} <= set(edgeauto.list_strategies())
     assert {"uniform", "netadapt"} <= set(edgeauto.list_pruners())
-    assert {"l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random"} <= set(
+    assert {"l1", "group-l1", "l2", "taylor", "taylor2", "hessian", "ispasp", "random"} <= set(
         edgeauto.list_criteria()
     )
     assert {"litert", "onnxruntime"} <= set(edgeauto.list_runtimes())

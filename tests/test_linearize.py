@@ -159,3 +159,38 @@ def test_run_to_a_relu_budget_end_to_end(cli, tmp_path: Path) -> None:
     assert len(trials) == 3 and all(t["predicted_ms"] <= 4 * 300 for t in trials)
     assert "ReLUs per inference" in (out / "report.md").read_text()
     assert f"ReLUs {doc['relus_before']:,} -> {doc['relus_after']:,}" in r.stdout
+
+
+def _relu6_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU6(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 8 * 8, 10),
+    )  # fmt: skip
+
+
+def test_masks_keep_each_activation_relu6_included() -> None:
+    """With every mask at 1 the linearized net is the original one (ReLU6 still clips at 6);
+    a unit whose mask is 0 passes its input through unchanged."""
+    from edgeauto.linearize.snl import add_masks, binarize
+
+    torch.manual_seed(0)
+    model = _relu6_cnn().eval()
+    x = 10 * torch.randn(16, *SHAPE)  # large inputs: many pre-activations are above 6
+    pre = model[0](x)
+    assert (pre > 6).any()
+    expected = model(x)
+    linear = copy.deepcopy(model)
+    masks = add_masks(linear, SHAPE, per_pixel=False)
+    assert [m.kind for m in masks] == ["relu6", "relu"]
+    binarize(linear, masks, budget=count_relus(model, SHAPE))  # room for all: masks at 1
+    assert [m.kind for m in linear.modules() if isinstance(m, FixedMaskReLU)] == ["relu6", "relu"]
+    assert torch.allclose(linear(x), expected, atol=1e-5)
+    assert torch.allclose(linear[1](pre), pre.clamp(0.0, 6.0), atol=1e-5)  # clipped, not relu
+    off = torch.ones(4, 1, 1)
+    off[2] = 0.0
+    unit = FixedMaskReLU(off, (4, 8, 8), "relu6")
+    out = unit(pre)
+    assert torch.equal(out[:, 2], pre[:, 2])  # mask 0: the identity, exactly
+    assert torch.allclose(out[:, 0], pre[:, 0].clamp(0.0, 6.0), atol=1e-5)
+    soft = MaskedReLU((4, 8, 8), init=-1e4, kind="relu6")  # sigmoid(-1e4) == 0: identity
+    assert torch.equal(soft(pre), pre)

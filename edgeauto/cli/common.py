@@ -34,11 +34,18 @@ Precision = Annotated[str, typer.Option(help=PRECISION_HELP)]
 #: ``edgeauto search``: None when not given (a resumed study keeps its own).
 PrecisionOrRecorded = Annotated[str | None, typer.Option("--precision", help=PRECISION_HELP)]
 ScratchBaseline = Annotated[
-    bool, typer.Option(help="Also train the pruned architecture from scratch, for comparison.")
+    bool,
+    typer.Option(
+        help="Also train the pruned architecture from scratch, for comparison (Liu et al.): "
+        "with the same epochs (Scratch-E) and the same training FLOPs (Scratch-B)."
+    ),
 ]
 Criterion = Annotated[
     str,
-    typer.Option(help="Channel importance: l1, l2, taylor, taylor2, hessian, ispasp, random."),
+    typer.Option(
+        help="Channel importance: l1 (filter norm, Li et al.), group-l1, l2, taylor, taylor2, "
+        "hessian, ispasp, random."
+    ),
 ]
 Allocation = Annotated[
     str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")

@@ -5,7 +5,13 @@ that must lose the same channels); higher means keep. Criteria that need data (T
 Hessian, i-SpaSP) gather it in :meth:`Criterion.prepare`, which pruners call on the current
 model before each pruning decision, because scores go stale once the model changes.
 
-- ``l1`` / ``l2``: filter norms (Li et al., "Pruning Filters for Efficient ConvNets").
+- ``l1``: Li et al., "Pruning Filters for Efficient ConvNets": a filter's score is the L1 norm
+  of its own kernel weights, ``sum |W[j]|`` over out-channel ``j`` of the conv (or linear) the
+  group is rooted at, nothing else (an inverted-residual group that Torch-Pruning roots at
+  its depthwise conv is scored by the expansion conv's filters: see :func:`_filter_entry`).
+- ``group-l1`` / ``l2``: Torch-Pruning's group norms: the L1 norm (``l2``: the squared L2 norm)
+  of every tensor slice the channel owns: the root's filter, the coupled BatchNorm weights, the
+  next layer's input slices and any residual-coupled layer.
 - ``taylor`` / ``taylor2``: Molchanov et al., "Importance Estimation for Neural Network
   Pruning": a gate ``m = 1`` after every BN / conv output; the loss change of removing a
   channel (``m: 1 -> 0``) to first order is ``-dL/dm``, accumulated as ``(dL/dm)^2`` over
@@ -40,6 +46,8 @@ Group = tp.dependency.Group
 OUT_FNS = (tpf.prune_conv_out_channels, tpf.prune_linear_out_channels)
 IN_FNS = (tpf.prune_conv_in_channels, tpf.prune_linear_in_channels)
 BN_FN = tpf.prune_batchnorm_out_channels
+# a group's root prunes out-channels of a conv (depthwise included) or a linear layer
+ROOT_OUT_FNS = (*OUT_FNS, tpf.prune_depthwise_conv_out_channels)
 CHANNEL_OWNERS = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
 
 
@@ -170,10 +178,42 @@ class ParamSaliency(Criterion):
 
 
 @CRITERIA.register("l1")
-class L1(ParamSaliency):
-    """Sum of absolute weights of every slice the channel owns (group L1 norm)."""
+class L1(Criterion):
+    """Li et al.'s filter L1 norm: ``sum |W[j]|`` over the kernel of the filter that computes
+    channel ``j`` (the group's root conv or linear); BatchNorm and consuming layers are not
+    counted (that is ``group-l1``)."""
 
     name = "l1"
+
+    def group_scores(self, group: Group) -> torch.Tensor | None:
+        found = _filter_entry(group)
+        if found is None:
+            return None
+        i, layer, idxs = found
+        local = layer.weight.detach()[idxs].abs().flatten(1).sum(1)
+        return _scatter(None, _root_count(group), local, group[i].root_idxs)
+
+
+def _filter_entry(group: Group) -> tuple[int, nn.Module, list[int]] | None:
+    """The entry whose out-channels are the filters Li et al. score: the root when it is a
+    full conv or linear layer, else the first such layer in the group. Torch-Pruning roots an
+    inverted-residual group at its depthwise conv only because it meets it first; the
+    channel's filter is the expansion conv that computes it, so that one is scored. A group
+    with no full layer (a depthwise conv on the input) falls back to the depthwise kernel."""
+    for i, (dep, idxs) in enumerate(group):
+        if dep.pruning_fn in OUT_FNS:
+            return i, dep.layer, list(idxs)
+    dep, idxs = group[0]
+    if dep.pruning_fn in ROOT_OUT_FNS and getattr(dep.layer, "weight", None) is not None:
+        return 0, dep.layer, list(idxs)
+    return None
+
+
+@CRITERIA.register("group-l1")
+class GroupL1(ParamSaliency):
+    """Sum of absolute weights of every slice the channel owns (Torch-Pruning's group L1)."""
+
+    name = "group-l1"
 
     def saliency(self, name: str, param: torch.Tensor) -> torch.Tensor:
         return param.abs()

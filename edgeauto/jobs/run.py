@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgeauto.config import RunConfig
+from edgeauto.counting import count_macs
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import OverBudget
 from edgeauto.jobs.context import Context, setup
@@ -107,12 +108,15 @@ def compress_and_verify(
     verify, and write the manifest and report. Shared by ``run`` and ``compress``."""
     cfg = ctx.cfg
     acc_trained = train_stage(ctx, model, "train", train_epochs)
+    unpruned_macs = count_macs(model, ctx.data.input_shape)  # Scratch-B's training budget
     model, plan = prune_stage(ctx, model)
-    scratch = scratch_stage(ctx, model) if cfg.scratch_baseline and plan.ops else None
+    scratch = scratch_stage(ctx, model, unpruned_macs) if cfg.scratch_baseline and plan.ops else {}
     acc = train_stage(ctx, model, "finetune", cfg.finetune_epochs if plan.ops else 0)
     results = {
         "arch": arch, "model": source, "plan": plan, "search": ctx.rd.stages().get("search"),
         "files": {"checkpoint": ctx.rd.path("checkpoints/finetune.pt")},
-        "accuracy": {"val": acc, "val_before_pruning": acc_trained, "val_scratch": scratch},
+        "accuracy": {"val": acc, "val_before_pruning": acc_trained,
+                     "val_scratch": scratch.get("scratch"),  # Scratch-E: the same epochs
+                     "val_scratch_b": scratch.get("scratch_b")},  # the same training FLOPs
     }  # fmt: skip
     return finish(ctx, model, results)

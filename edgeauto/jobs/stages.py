@@ -14,7 +14,8 @@ from torch import nn
 
 from edgeauto.compress import PRUNERS, PruneConfig, PruneProblem, PruningPlan
 from edgeauto.compress.landing import MAX_ATTEMPTS, prune_measured
-from edgeauto.compress.scratch import reinitialize
+from edgeauto.compress.scratch import reinitialize, scratch_b_epochs
+from edgeauto.counting import count_macs
 from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.export.quantize import calibration_set
 from edgeauto.fileio import atomic_path
@@ -195,18 +196,33 @@ def _pruned(task: Any, attempt: int) -> None:
     kill_point("prune_step")
 
 
-def scratch_stage(ctx: Context, model: nn.Module) -> float:
-    """Liu et al.'s baseline: the pruned architecture trained from scratch with the same
-    epochs as the unpruned model got (train + fine-tune); its validation accuracy."""
-    if done := ctx.resumed("scratch"):
+def scratch_stage(ctx: Context, model: nn.Module, unpruned_macs: int) -> dict[str, float]:
+    """Liu et al.'s baselines, the pruned architecture trained from fresh weights: Scratch-E
+    with the epochs the unpruned model got (train + fine-tune), Scratch-B with those epochs
+    scaled to the unpruned model's training FLOPs (:func:`scratch_b_epochs`). Their
+    validation accuracies, as ``{"scratch": Scratch-E, "scratch_b": Scratch-B}``."""
+    epochs = ctx.cfg.epochs + ctx.cfg.finetune_epochs
+    acc_e = _from_scratch(ctx, model, "scratch", epochs)
+    pruned_macs = count_macs(model, ctx.data.input_shape)
+    epochs_b = scratch_b_epochs(epochs, unpruned_macs, pruned_macs)
+    if epochs_b == epochs:  # no MACs saved: Scratch-B is Scratch-E, same seed, same epochs
+        return {"scratch": acc_e, "scratch_b": acc_e}
+    return {"scratch": acc_e, "scratch_b": _from_scratch(ctx, model, "scratch_b", epochs_b)}
+
+
+_SCRATCH_LABELS = {"scratch": "Scratch-E", "scratch_b": "Scratch-B"}
+
+
+def _from_scratch(ctx: Context, model: nn.Module, stage: str, epochs: int) -> float:
+    """Train a re-initialised copy of ``model`` for ``epochs``; its validation accuracy."""
+    if done := ctx.resumed(stage):
         return float(done["accuracy"])
     fresh = reinitialize(copy.deepcopy(model), ctx.cfg.seed)
-    epochs = ctx.cfg.epochs + ctx.cfg.finetune_epochs
     total = epochs * -(-len(ctx.data.x_train) // TrainConfig.batch_size)
-    with ctx.reporter.task(f"scratch baseline ({epochs} epochs)", total) as task:
+    with ctx.reporter.task(f"{_SCRATCH_LABELS[stage]} baseline ({epochs} epochs)", total) as task:
         fit(fresh, ctx.data, ctx.cfg.train_config(epochs), ctx.cfg.seed, task.update)
     acc = accuracy(fresh, ctx.data.x_val, ctx.data.y_val)
-    ctx.rd.record("scratch", {"accuracy": acc, "epochs": epochs})
+    ctx.rd.record(stage, {"accuracy": acc, "epochs": epochs})
     return acc
 
 

@@ -5,12 +5,14 @@ almost free, so latency is counted in ReLUs: one per activation element (channel
 SNL replaces each ReLU by ``y = m * relu(x) + (1 - m) * x`` with a learnable mask ``m`` per
 channel (or per pixel), trains with a cost-weighted L1 penalty on ``m`` whose strength grows
 every epoch until the ReLUs still on fit the budget, then makes the masks binary (greedily,
-most confident first, never above the budget) and fine-tunes the weights.
+most confident first, never above the budget) and fine-tunes the weights. A ReLU6 keeps its
+clip: it becomes ``m * relu6(x) + (1 - m) * x``, so a kept unit is still the trained one.
 
 :func:`drop_relu_layers` is the coarse baseline: whole ReLU layers become the identity, the
 least important first (accuracy lost when that layer alone is removed), to the same budget.
 
-Only ``nn.ReLU`` modules are seen; a ``torch.relu`` call in ``forward`` is not counted.
+Only ``nn.ReLU`` and ``nn.ReLU6`` modules are seen; a ``torch.relu`` call in ``forward`` is
+not counted.
 """
 
 from __future__ import annotations
@@ -27,22 +29,44 @@ from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
 from edgeauto.train import TrainConfig, accuracy, fit
 
+# The function each kept unit computes, by the kind of module it replaced: a kept ReLU6 must
+# still clip at 6, or the linearized net is not the trained one even with every mask at 1.
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "relu6": F.relu6,
+}
+_KINDS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in _ACTIVATIONS:
+        raise ConfigError(f"unknown activation {kind!r}; use one of {sorted(_ACTIVATIONS)}")
+    return kind
+
 
 class MaskedReLU(nn.Module):
-    """``m * relu(x) + (1 - m) * x`` with ``m = sigmoid(logits)``, one per channel or pixel."""
+    """``m * act(x) + (1 - m) * x`` with ``m = sigmoid(logits)``, one per channel or pixel;
+    ``act`` is the replaced module's own function (``kind``: ``"relu"`` or ``"relu6"``)."""
 
-    def __init__(self, shape: tuple[int, ...], per_pixel: bool = False, init: float = 3.0) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        per_pixel: bool = False,
+        init: float = 3.0,
+        kind: str = "relu",
+    ) -> None:
         super().__init__()
         mask_shape = shape if per_pixel else (shape[0],) + (1,) * (len(shape) - 1)
         self.logits = nn.Parameter(torch.full(mask_shape, init))
         self.shape = tuple(shape)
+        self.kind = _check_kind(kind)  # a string, not a module: named_modules must not see it
 
     def mask(self) -> torch.Tensor:
         return torch.sigmoid(self.logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.mask()
-        return m * F.relu(x) + (1 - m) * x
+        return m * _ACTIVATIONS[self.kind](x) + (1 - m) * x
 
     def cost(self) -> torch.Tensor:
         """Expected ReLUs: each mask entry weighs the activation elements it covers."""
@@ -54,18 +78,30 @@ class MaskedReLU(nn.Module):
 
 
 class FixedMaskReLU(nn.Module):
-    """A binary mask: ReLU where ``mask`` is 1, identity where it is 0 (exports as Mul/Add)."""
+    """A binary mask: the activation (``kind``) where ``mask`` is 1, identity where it is 0
+    (exports as Mul/Add around a Relu or Clip)."""
 
-    def __init__(self, mask: torch.Tensor, shape: tuple[int, ...]) -> None:
+    def __init__(self, mask: torch.Tensor, shape: tuple[int, ...], kind: str = "relu") -> None:
         super().__init__()
         self.register_buffer("mask", mask.float())
         self.shape = tuple(shape)
+        self.kind = _check_kind(kind)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.mask * (F.relu(x) - x)
+        return x + self.mask * (_ACTIVATIONS[self.kind](x) - x)
 
     def relu_count(self) -> int:
         return int(self.mask.sum()) * (_numel(self.shape) // self.mask.numel())
+
+
+def activation_kind(module: nn.Module) -> str:
+    """The activation ``module`` computes (``"relu"`` or ``"relu6"``), masked or not."""
+    if isinstance(module, MaskedReLU | FixedMaskReLU):
+        return module.kind
+    for cls, kind in _KINDS.items():
+        if isinstance(module, cls):
+            return kind
+    raise ConfigError(f"{type(module).__name__} is not a ReLU-like module SNL can linearize")
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -79,7 +115,7 @@ def relu_sites(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, tupl
     """Per ReLU-like module name, the activation shape (without batch) it sees.
 
     A module called twice would need one mask per call: it is refused."""
-    kinds = (nn.ReLU, nn.ReLU6, MaskedReLU, FixedMaskReLU)
+    kinds = (*_KINDS, MaskedReLU, FixedMaskReLU)
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
 
@@ -144,10 +180,12 @@ class LinearizeResult:
 
 
 def add_masks(model: nn.Module, input_shape: tuple[int, ...], per_pixel: bool) -> list[MaskedReLU]:
-    """Replace every ReLU of ``model`` by a :class:`MaskedReLU` starting near 1 (a ReLU)."""
+    """Replace every ReLU (or ReLU6) of ``model`` by a :class:`MaskedReLU` of the same
+    activation, starting near 1 (the activation itself)."""
     masks = []
+    modules = dict(model.named_modules())
     for name, shape in relu_sites(model, input_shape).items():
-        masked = MaskedReLU(shape, per_pixel)
+        masked = MaskedReLU(shape, per_pixel, kind=activation_kind(modules[name]))
         _set(model, name, masked)
         masks.append(masked)
     if not masks:
@@ -203,7 +241,7 @@ def binarize(model: nn.Module, masks: list[MaskedReLU], budget: int) -> None:
             keep[i][j], used = 1.0, used + per
     names = {id(m): n for n, m in model.named_modules()}
     for m, k in zip(masks, keep):
-        _set(model, names[id(m)], FixedMaskReLU(k.reshape(m.logits.shape), m.shape))
+        _set(model, names[id(m)], FixedMaskReLU(k.reshape(m.logits.shape), m.shape, m.kind))
 
 
 def linearize(
