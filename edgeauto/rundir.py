@@ -60,7 +60,10 @@ def recorded_config(root: Path) -> dict[str, Any]:
 
 def _device_dirs(root: Path) -> str:
     """A hint for ``--resume`` of a run per device: each device's directory is its own run."""
-    runs = sorted(str(d) for d in root.iterdir() if (d / CONFIG_FILE).is_file())
+    try:
+        runs = sorted(str(d) for d in root.iterdir() if (d / CONFIG_FILE).is_file())
+    except OSError:  # an unreadable directory: the error without the hint
+        runs = []
     return f" (a run per device: resume one of {', '.join(runs)})" if runs else ""
 
 
