@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from edgeauto.budget import HEADROOM, Budget
 from edgeauto.data import TEST_FRACTION, VAL_FRACTION, DataSpec
-from edgeauto.errors import ConfigError
+from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.latency.store import PRECISIONS
 from edgeauto.limits import Limits
+from edgeauto.rundir import CONFIG_FILE, recorded_config
 from edgeauto.train import TrainConfig
 
 
@@ -217,6 +221,54 @@ class RunConfig:
             )
 
     def to_json(self) -> dict[str, Any]:
+        """The config as plain JSON (``config.json`` of a run directory)."""
         doc = asdict(self)
         doc["also"] = [[device, budget] for device, budget in self.also]  # as JSON reads back
         return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RunConfig:
+        """The config :meth:`to_json` wrote. A field the record lacks (written before the
+        field existed) takes its default; one this version does not know is dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in doc.items() if k in known}
+        if "also" in kw:
+            kw["also"] = tuple((str(device), budget) for device, budget in kw["also"])
+        return cls(**kw)
+
+
+def resume_config(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> RunConfig:
+    """The config recorded in ``run_dir`` with the ``given`` fields over it, resuming that run.
+
+    A given field that differs from the record is refused when the run directory is opened
+    (:meth:`edgeauto.rundir.RunDir.start` names it), so only fields left out may be omitted.
+    """
+    root = Path(run_dir).expanduser()
+    out = given.get("out")
+    if out is not None and Path(out).expanduser().resolve() != root.resolve():
+        raise ConfigError(
+            f"--out {out} and --resume {run_dir} name two directories; drop --out (a resumed "
+            "run continues in its own directory)"
+        )
+    doc = recorded_config(root)
+    try:
+        recorded = RunConfig.from_json(doc)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise RunDirError(
+            f"{root / CONFIG_FILE} holds no valid run config ({exc}); drop --resume to start over"
+        ) from None
+    return dataclasses.replace(recorded, **{**given, "out": str(run_dir), "resume": True})
+
+
+def job_config(config: RunConfig | None, overrides: dict[str, Any], base: RunConfig) -> RunConfig:
+    """The config of ``edgeauto.run``/``compress``: ``config`` (else ``base``) with
+    ``overrides``; with ``resume=RUN_DIR``, the run recorded there (:func:`resume_config`)."""
+    resume = overrides.get("resume")
+    if not isinstance(resume, str | os.PathLike):  # True/False: resume=True needs every field
+        return dataclasses.replace(config or base, **overrides)
+    if config is not None:
+        raise ConfigError(
+            "resume=RUN_DIR takes the run's recorded config; pass changed fields as keywords, "
+            "not config"
+        )
+    return resume_config(resume, {k: v for k, v in overrides.items() if k != "resume"})

@@ -36,6 +36,37 @@ def inside(root: Path, name: str | Path, what: str = "path") -> Path:
     return root / rel
 
 
+def recorded_config(root: Path) -> dict[str, Any]:
+    """The ``config.json`` a run recorded in ``root``, which ``--resume ROOT`` continues.
+
+    :class:`RunDirError` when ``root`` is no directory, holds no config or a corrupt one.
+    """
+    if not root.is_dir():
+        raise RunDirError(f"--resume {root}: no such directory; pass the --out of an earlier run")
+    p = root / CONFIG_FILE
+    if not p.is_file():
+        raise RunDirError(
+            f"--resume {root}: no {CONFIG_FILE} there{_device_dirs(root)}; pass the --out of an "
+            "earlier run, or start this one again without --resume"
+        )
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{p} is corrupt; delete it or drop --resume")
+    return doc
+
+
+def _device_dirs(root: Path) -> str:
+    """A hint for ``--resume`` of a run per device: each device's directory is its own run."""
+    try:
+        runs = sorted(str(d) for d in root.iterdir() if (d / CONFIG_FILE).is_file())
+    except OSError:  # an unreadable directory: the error without the hint
+        runs = []
+    return f" (a run per device: resume one of {', '.join(runs)})" if runs else ""
+
+
 def release(root: str | Path) -> None:
     """Give up this process's lock on the run directory ``root`` (no-op when not held)."""
     fd = _HELD.pop(Path(root).expanduser().resolve(), None)
@@ -98,14 +129,15 @@ class RunDir:
             return  # killed before the config was written: nothing finished to reuse
         try:
             recorded = json.loads(p.read_text())
-            keys = [k for k in now if k != "resume" and k in recorded]
+            # the directory itself is what is resumed, whichever way its path is spelled
+            keys = [k for k in now if k not in ("resume", "out") and k in recorded]
         except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
             raise RunDirError(f"{p} is corrupt; delete it or drop --resume") from None
         diffs = [f"{k}: {recorded[k]!r} in the run, {now[k]!r} now" for k in keys if recorded[k] != now[k]]  # fmt: skip
         if diffs:
             raise RunDirError(
-                f"--resume {self.root} belongs to another config ({'; '.join(diffs)}); resume "
-                "with the run's settings or drop --resume to start over"
+                f"--resume {self.root} belongs to another config ({'; '.join(diffs)}); leave "
+                "those options out to resume with the run's settings, or drop --resume to start over"
             )
 
     # -- stages -----------------------------------------------------------------------------

@@ -142,15 +142,16 @@ def _from_run(edit: Callable[[dict], None]) -> Build:
 
 
 def _resume(files: dict[str, str], *extra: str) -> Build:
-    """``--resume`` into a run directory holding ``files`` (name -> text)."""
+    """``--resume DIR`` of a run directory holding its config.json and ``files`` (name -> text)."""
 
     def build(tmp: Path, tables: Path) -> list[str]:
         out = tmp / "out"
         out.mkdir()
-        config = {"device": "host", "dataset": "digits", "space": MICRO, "seed": 0}
-        for name, text in files.items():
+        config = {"device": "host", "dataset": "digits", "space": MICRO, "seed": 0,
+                  "trials": 1, "epochs": 1, "latency_ms": 1.0, "tables": str(tables)}  # fmt: skip
+        for name, text in {"config.json": "CONFIG", **files}.items():
             (out / name).write_text(text.replace("CONFIG", json.dumps(config)))
-        return run_args(tmp, tables, "--resume", *extra)
+        return ["run", "--resume", str(out), *extra]
 
     return build
 
@@ -262,8 +263,12 @@ CASES = [
     Bad("resume-trial-journal-garbage",
         _resume({"trials.jsonl": "not json\n" + TRIAL + "\n"}), "RunDirError",
         ("trials.jsonl line 1 is not a trial record", "start a new --out")),
-    Bad("resume-another-config", _resume({"config.json": "CONFIG"}, "--seed", "3"),
+    Bad("resume-another-config", _resume({}, "--seed", "3"),
         "RunDirError", ("belongs to another config", "seed: 0 in the run, 3 now")),
+    Bad("resume-no-such-directory", _cli("run", "--resume", "TMP/none"), "RunDirError",
+        ("no such directory", "--out of an earlier run")),
+    Bad("resume-empty-config", _resume({"config.json": ""}), "RunDirError",
+        ("is corrupt", "drop --resume")),
     Bad("out-is-a-file", _out_is_a_file, "RunDirError", ("cannot be written", "--out")),
 ]  # fmt: skip
 

@@ -1,4 +1,5 @@
-"""The deployable bundle of a run: int8 beside float32, and infer.py in a clean venv."""
+"""The deployable bundle of a run: int8 beside float32, and infer.py in a clean venv and on
+JPEG/PNG files and folders."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import edgeauto
 from edgeauto.export.runtimes import get_runtime
@@ -115,6 +117,52 @@ def test_infer_py_rejects_a_non_image(run_dir: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, str(run_dir / "infer.py"), str(bad)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode != 0 and "not a binary PGM/PPM" in r.stderr
+
+
+def _infer(run_dir: Path, *args: str, python: tuple[str, ...] = (sys.executable,)):
+    return subprocess.run([*python, str(run_dir / "infer.py"), *args],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_infer_py_reads_jpeg_and_png_files_and_folders(
+    run_dir: Path, digits, tmp_path: Path
+) -> None:
+    """Real 8-bit image files (the digits are 0..16): a PNG at the input size and a larger RGB
+    JPEG, which infer.py converts to grayscale and resizes; one JSON line per image."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    gray = [np.round(p[0].numpy() * 255 / 16).astype(np.uint8) for p in digits.x_val.raw[:2]]
+    Image.fromarray(gray[0]).save(folder / "a.png")
+    rgb = Image.fromarray(np.repeat(gray[1][..., None], 3, 2)).resize((32, 32), Image.NEAREST)
+    rgb.save(folder / "b.jpg", quality=95)
+    (folder / "notes.txt").write_text("not an image")  # a folder's other files are skipped
+    r = _infer(run_dir, str(folder), "--model", str(run_dir / "model.onnx"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [Path(line["image"]).name for line in lines] == ["a.png", "b.jpg"]
+    session = get_runtime("onnxruntime").load(run_dir / "model.onnx", 1)
+    want = int(np.argmax(session.run(digits.x_val[:1].numpy())))  # the normalised input
+    assert lines[0]["top"][0]["label"] == str(want), (lines[0], want)
+    for line in lines:
+        assert line["model"] == "model.onnx" and len(line["top"]) == 3
+        assert 0 < sum(t["p"] for t in line["top"]) <= 1.001
+    one = _infer(run_dir, str(folder / "b.jpg"), "--model", str(run_dir / "model.onnx"))
+    assert one.returncode == 0 and json.loads(one.stdout)["top"] == lines[1]["top"]
+
+
+def test_infer_py_without_pillow_names_the_install(run_dir: Path, tmp_path: Path) -> None:
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    _pgm(tmp_path / "a.pgm", np.zeros((8, 8)), top=16)
+    # Python with Pillow unimportable (None in sys.modules), then infer.py as __main__
+    hide = ("import runpy, sys; sys.modules['PIL'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
+    python = (sys.executable, "-c", hide)
+    r = _infer(run_dir, str(tmp_path / "a.png"), python=python)
+    assert r.returncode != 0 and r.stdout == "" and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]  # the runtime may log a line of its own first
+    assert last.startswith(f"{tmp_path / 'a.png'}: ") and "(pip install pillow)" in last
+    ok = _infer(run_dir, str(tmp_path / "a.pgm"), python=python)  # PGM needs no Pillow
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)["top"]) == 3, ok.stderr[-2000:]
 
 
 def test_report_html_is_self_contained_with_pareto_and_breakdown(run_dir: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from helpers import MICRO, assert_one_line_error, micro_table_path, relabel
 
+from edgeauto.config import RunConfig
 from edgeauto.devices.profile import list_profiles, load_profile, profiles_dir
 from edgeauto.latency.store import table_path
 from edgeauto.latency.table import LatencyTable
@@ -346,6 +347,11 @@ def test_run_succeeds_and_summarises(cli, tables_copy: Path, tmp_path: Path) -> 
     assert manifest["budget"]["latency_ms"] == 1.0 and manifest["config"]["trials"] == 1
     assert f"{manifest['accuracy']['val']:.4f}" in summary
     assert (out / "model.tflite").is_file() and (out / "report.md").is_file()
+    # resumed by its directory alone: every stage is reused, the same model and verdict
+    again = cli("run", "--resume", str(out))
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert json.loads((out / "manifest.json").read_text())["accuracy"] == manifest["accuracy"]
+    assert f"{manifest['accuracy']['val']:.4f}" in again.stdout
 
 
 # -- known gaps (package bugs): these must become one-line errors with exit 2 -----------------
@@ -359,6 +365,9 @@ def test_negative_seed(cli, tmp_path: Path) -> None:
 def test_resume_with_corrupt_stages(cli, tables_copy: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
+    recorded = RunConfig(dataset="digits", space=MICRO, trials=1, latency_ms=1.0, out=str(out),
+                         tables=str(tables_copy))  # fmt: skip
+    (out / "config.json").write_text(json.dumps(recorded.to_json()))
     (out / "stages.json").write_text("{broken")
-    result = cli(*run_args(out, "--resume", "--latency-ms", "1", tables=tables_copy))
+    result = cli("run", "--resume", str(out))
     assert_one_line_error(result, "RunDirError", "stages.json")

@@ -54,7 +54,8 @@ def test_a_run_directory_in_use_is_refused(cli, micro_tables: Path, tmp_path: Pa
         args = ["run", "--dataset", "digits", "--space", MICRO, "--out", str(out), "--tables", str(micro_tables)]  # fmt: skip
         line = assert_one_line_error(cli(*args), "RunDirError", "in use by another edgeauto")
         assert str(out) in line and "--out" in line
-        assert_one_line_error(cli(*args, "--resume"), "RunDirError", "in use by another")
+        (out / "config.json").write_text(json.dumps({"dataset": "digits", "space": MICRO}))
+        assert_one_line_error(cli("run", "--resume", str(out)), "RunDirError", "in use by another")
         with pytest.raises(Exception, match="in use by another"):
             RunDir(out).start(True)
     finally:

@@ -1,4 +1,5 @@
-"""Kill -9 at every stage, then ``resume``: the run finishes with the manifest an
+"""Kill -9 at every stage, then resume by the run directory alone (``resume=RUN_DIR``, what
+``edgeauto run --resume RUN_DIR`` calls): the run finishes with the manifest an
 uninterrupted run with the same seed writes (same arch, plan, accuracy and stages), loses no
 finished work and leaves no half-written file.
 
@@ -36,6 +37,10 @@ BASE = {
 }  # fmt: skip
 DRIVER = "import json, sys, edgeauto; edgeauto.run(**json.loads(sys.argv[1]), check=False)"
 COMPRESS = "import json, sys, edgeauto; edgeauto.compress(**json.loads(sys.argv[1]), check=False)"
+# a resume by the run directory alone: every setting comes from its config.json
+RESUME = (
+    "import json, sys, edgeauto; edgeauto.{}(resume=json.loads(sys.argv[1])['out'], check=False)"
+)
 EXAMPLE = f"{Path(__file__).parents[1] / 'examples' / 'custom_cnn.py'}:build"
 SAME = ("arch", "accuracy", "space", "budget", "dataset")  # not timings or dates
 # a plan's costs are predictions rescaled by a measurement (``scale``): timings, which differ
@@ -46,6 +51,15 @@ TIMED = ("scale", "steps", "message", "misses")
 def _run(out: Path, tables: Path, kill: str | None = None, driver: str = DRIVER, **kw: Any) -> int:
     """``edgeauto.run`` (or ``driver``) in a subprocess; its return code (-9 when killed)."""
     cfg = {**BASE, **kw, "out": str(out), "tables": str(tables)}
+    return _subprocess(driver, cfg, kill)
+
+
+def _resume(out: Path, job: str = "run") -> int:
+    """``edgeauto.run(resume=out)`` (or ``compress``) in a subprocess: no other setting."""
+    return _subprocess(RESUME.format(job), {"out": str(out)})
+
+
+def _subprocess(driver: str, cfg: dict[str, Any], kill: str | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
     if kill:
         env[KILL_ENV] = kill
@@ -119,7 +133,7 @@ def test_kill_then_resume_matches_an_uninterrupted_run(
     assert _run(out, tables, kill=kill) == -signal.SIGKILL
     before = json.loads((out / "stages.json").read_text()) if (out / "stages.json").exists() else {}
     assert not (out / "manifest.json").exists() or kill == "manifest:1"
-    assert _run(out, tables, resume=True) == 0
+    assert _resume(out) == 0
     got, ref = _manifest(out), reference["manifest"]
     for field in SAME:
         assert got[field] == ref[field], (kill, field)
@@ -149,7 +163,7 @@ def test_kill_during_finetune_resumes_the_recorded_plan(tmp_path: Path) -> None:
     assert stages["prune"]["plan"]["ops"] and "finetune" not in stages
     epoch = torch.load(out / "checkpoints" / "finetune.epoch.pt", weights_only=True)["epoch"]
     assert epoch == 1
-    assert _run(out, tmp_path, resume=True, driver=COMPRESS, **kw) == 0
+    assert _resume(out, "compress") == 0
     m = _manifest(out)
     assert m["pruning"] == stages["prune"]["plan"]
     assert m["accuracy"]["val_before_pruning"] == stages["train"]["accuracy"]
@@ -167,7 +181,7 @@ def test_kill_while_building_the_table(micro_tables: Path, tmp_path: Path, nth: 
     assert _run(out, tables, kill=f"table_batch:{nth}", trials=1, epochs=1) == -signal.SIGKILL
     partial = LatencyTable.load(micro_table_path(tables))
     assert len(partial.entries) == nth
-    assert _run(out, tables, resume=True, trials=1, epochs=1) == 0
+    assert _resume(out) == 0  # config.json is recorded before the table is built
     full = LatencyTable.load(micro_table_path(tables))
     complete = LatencyTable.load(micro_table_path(micro_tables))
     assert set(complete.entries) <= set(full.entries)

@@ -2,7 +2,8 @@
 
 ``labels.txt`` (one class name per line, in output order), ``preprocess.json`` (input shape,
 layouts, pixel scale, mean/std) and ``infer.py``, a standalone script that classifies an
-image with only numpy and ``ai-edge-litert`` or ``onnxruntime`` installed
+image or a folder of them (JPEG/PNG when Pillow is installed, PGM/PPM or .npy without it)
+with only numpy and ``ai-edge-litert`` or ``onnxruntime`` installed
 (:mod:`edgeauto.bundle.infer` is that file, copied as is).
 """
 

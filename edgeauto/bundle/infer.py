@@ -1,8 +1,10 @@
-"""Classify an image with this run's model; needs only numpy and ai-edge-litert or onnxruntime.
+"""Classify images with this run's model; needs only numpy and ai-edge-litert or onnxruntime.
 
-    python infer.py IMAGE [--model model.tflite | model_int8.tflite | model.onnx] [--top 3]
+    python infer.py IMAGE|FOLDER [--model model.tflite | model_int8.tflite | model.onnx] [--top 3]
 
-IMAGE: binary .pgm/.ppm, or .npy pixels (H,W / H,W,C) in the dataset's units.
+IMAGE: .jpg/.png (or any image Pillow reads, when Pillow is installed), binary .pgm/.ppm, or
+.npy pixels (H,W / H,W,C) in the dataset's units. FOLDER: every such file in it, by name.
+Prints one JSON line per image: its path, the model and the top classes with probabilities.
 """
 
 import argparse
@@ -14,20 +16,66 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 PRE = json.loads((HERE / "preprocess.json").read_text())
+PNM = (".pgm", ".ppm", ".pnm")
+PILLOW = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGES = (".npy", *PNM, *PILLOW)
+
+
+def images(path: pathlib.Path) -> list:
+    """``path`` itself, or the image files of the folder ``path`` sorted by name."""
+    if not path.exists():
+        raise SystemExit(f"{path}: no such file or folder; pass an image or a folder of images")
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGES)
+    if not found:
+        raise SystemExit(f"{path}: no image files in the folder ({' '.join(IMAGES)})")
+    return found
 
 
 def load(path: pathlib.Path) -> np.ndarray:
     """Pixels as float32 (H, W, C) in [0, 1]."""
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         x = np.load(path, allow_pickle=False).astype(np.float32) / PRE["pixel_max"]
+    elif path.suffix.lower() in PNM or magic(path) in (b"P5", b"P6"):
+        x = load_pnm(path)
     else:
-        m = re.match(rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s", data := path.read_bytes())
-        if not m:
-            raise SystemExit(f"{path}: not a binary PGM/PPM (P5/P6) or .npy image")
-        w, h, top = (int(v) for v in m.groups()[1:])
-        raw = np.frombuffer(data[m.end() :], ">u2" if top > 255 else "u1")
-        x = raw[: w * h * (3 if m[1] == b"P6" else 1)].reshape(h, w, -1) / np.float32(top)
+        x = load_pillow(path)
     return x[..., None] if x.ndim == 2 else x
+
+
+def magic(path: pathlib.Path) -> bytes:
+    """The first two bytes: a PGM/PPM under another name is still read without Pillow."""
+    with open(path, "rb") as f:
+        return f.read(2)
+
+
+def load_pnm(path: pathlib.Path) -> np.ndarray:
+    """A binary PGM/PPM (P5/P6, 8 or 16 bits) scaled by its maxval."""
+    m = re.match(rb"(P[56])\s+(\d+)\s+(\d+)\s+(\d+)\s", data := path.read_bytes())
+    if not m:
+        raise SystemExit(f"{path}: not a binary PGM/PPM (P5/P6) or .npy image")
+    w, h, top = (int(v) for v in m.groups()[1:])
+    raw = np.frombuffer(data[m.end() :], ">u2" if top > 255 else "u1")
+    return raw[: w * h * (3 if m[1] == b"P6" else 1)].reshape(h, w, -1) / np.float32(top)
+
+
+def load_pillow(path: pathlib.Path) -> np.ndarray:
+    """JPEG, PNG ... through Pillow (optional), converted and resized as training images were
+    (edgeauto's folder datasets: ``convert`` to L or RGB, ``resize`` to the input size)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise SystemExit(
+            f"{path}: JPEG/PNG need Pillow (pip install pillow); or pass .pgm/.ppm/.npy"
+        ) from None
+    _, c, h, w = PRE["input_shape_nchw"]
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if c == 1 else "RGB").resize((w, h))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SystemExit(f"{path}: not an image Pillow can read ({type(exc).__name__})") from None
+    return np.asarray(image, np.float32) / np.float32(255)
 
 
 def to_input(x: np.ndarray) -> np.ndarray:
@@ -39,16 +87,25 @@ def to_input(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None], np.float32)
 
 
-def logits(model: pathlib.Path, x: np.ndarray) -> np.ndarray:
+def open_model(model: pathlib.Path):
+    """A function from an input batch to the first image's logits (the model loaded once)."""
+    if not model.is_file():
+        raise SystemExit(f"{model}: no such model; pass --model model.tflite or model.onnx")
     if model.suffix == ".onnx":
         import onnxruntime as ort
 
         s = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-        return s.run(None, {s.get_inputs()[0].name: x})[0][0]
+        name = s.get_inputs()[0].name
+        return lambda x: s.run(None, {name: x})[0][0]
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(model))
     it.allocate_tensors()
+    return lambda x: litert_logits(it, x)
+
+
+def litert_logits(it, x: np.ndarray) -> np.ndarray:
+    """One LiteRT inference; a full-integer model's input and output (de)quantized."""
     i, o = it.get_input_details()[0], it.get_output_details()[0]
     x = x.transpose(0, 2, 3, 1)  # LiteRT models take NHWC
     if i["dtype"] != np.float32:  # full-integer model: quantize with the input's scale
@@ -61,15 +118,18 @@ def logits(model: pathlib.Path, x: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("image", type=pathlib.Path)
+    ap.add_argument("image", type=pathlib.Path, help="an image file, or a folder of them")
     ap.add_argument("--model", type=pathlib.Path, default=HERE / "model.tflite")
     ap.add_argument("--top", type=int, default=3)
     args = ap.parse_args()
     labels = (HERE / "labels.txt").read_text().split("\n")
-    z = logits(args.model, to_input(load(args.image)))
-    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
-    top = [{"label": labels[k], "p": round(float(p[k]), 4)} for k in np.argsort(-p)[: args.top]]
-    print(json.dumps({"image": str(args.image), "model": args.model.name, "top": top}))
+    paths, logits = images(args.image), open_model(args.model)
+    for path in paths:
+        z = logits(to_input(load(path)))
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        top = [{"label": labels[k], "p": round(float(p[k]), 4)} for k in np.argsort(-p)[: args.top]]
+        line = {"image": str(path), "model": args.model.name, "top": top}
+        print(json.dumps(line), flush=True)  # each line as it is ready: a long folder streams
 
 
 if __name__ == "__main__":

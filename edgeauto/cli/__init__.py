@@ -48,7 +48,7 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted; re-run with --resume to continue")
+        err.print("interrupted; continue with --resume RUN_DIR (the run's --out)")
         sys.exit(130)
 
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from typer._click import exceptions as click  # typer vendors click: its errors live here
+from typer._click.core import ParameterSource
 from typer.core import TyperGroup
 
 from edgeauto.errors import ConfigError, EdgeAutoError
+
+if TYPE_CHECKING:
+    from edgeauto.config import RunConfig
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -63,7 +67,14 @@ MaxActivationKb = Annotated[
 ]
 Tolerance = Annotated[float, typer.Option(help="Allowed overshoot of the measured latency.")]
 Tables = Annotated[str | None, typer.Option(help="Latency tables folder (default hw_latency/).")]
-Resume = Annotated[bool, typer.Option(help="Reuse finished stages of --out.")]
+Resume = Annotated[
+    str | None,
+    typer.Option(
+        metavar="RUN_DIR",
+        help="Continue the run in RUN_DIR (its --out), reusing its finished stages; options left "
+        "out come from the run's config.json, and one given must match it.",
+    ),
+]
 FinetuneEpochs = Annotated[int, typer.Option(help="Fine-tuning epochs after pruning.")]
 # the splits and the training recipe (run and compress alike)
 ValFraction = Annotated[
@@ -122,6 +133,41 @@ def fail(exc: EdgeAutoError) -> None:
         err.print(trace.rstrip(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
+
+
+#: Where an option's value came from when the user gave it (not a default).
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+
+
+def given_fields(
+    ctx: typer.Context, fields: dict[str, Any], options: dict[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """The ``fields`` (of :class:`RunConfig`) whose options were given, not defaulted.
+
+    ``options`` names the parameters a field comes from where that is not the field's own name
+    (``out``: ``out_dir``); a field is given when any of them is.
+    """
+
+    def given(field: str) -> bool:
+        names = options.get(field, (field,))
+        return any(ctx.get_parameter_source(name) in _GIVEN for name in names)
+
+    return {field: value for field, value in fields.items() if given(field)}
+
+
+def run_config(
+    ctx: typer.Context,
+    fields: dict[str, Any],
+    resume: str | None,
+    options: dict[str, tuple[str, ...]],
+) -> RunConfig:
+    """``RunConfig(**fields)``; with ``--resume RUN_DIR``, the config recorded there with the
+    options given on this command line over it (each checked against the record)."""
+    from edgeauto.config import RunConfig, resume_config
+
+    if resume is None:
+        return RunConfig(**fields)
+    return resume_config(resume, given_fields(ctx, fields, options))
 
 
 def parse_latency(value: str) -> float:

@@ -31,6 +31,7 @@ from edgeauto.cli.common import (
     err,
     fail,
     parse_latency,
+    run_config,
 )
 from edgeauto.cli.render import over_budget, summary
 from edgeauto.errors import EdgeAutoError, OverBudget
@@ -62,7 +63,12 @@ _Epochs = Annotated[int, typer.Option(help="Training epochs when no --weights.")
 _Seed = Annotated[int, typer.Option(help="Seed.")]
 
 
+#: Options a config field comes from, where not the field's own name (see given_fields).
+_OPTIONS = {"out": ("out_dir",), "sparse_method": ("method",)}
+
+
 def compress(
+    ctx: typer.Context,
     model: _Model = None,
     from_run: _FromRun = None,
     weights: _Weights = None,
@@ -85,7 +91,7 @@ def compress(
     max_size_kb: MaxSizeKb = None,
     max_activation_kb: MaxActivationKb = None,
     tables: Tables = None,
-    resume: Resume = False,
+    resume: Resume = None,
     val_fraction: ValFraction = 0.1,
     test_fraction: TestFraction = 0.1,
     test_dataset: TestDataset = None,
@@ -96,23 +102,23 @@ def compress(
     train_device: TrainDevice = "cpu",
 ) -> None:
     """Prune an existing model to a latency budget on DEVICE, then export and verify it."""
-    from edgeauto.config import RunConfig
     from edgeauto.jobs.compress import compress as compress_model
     from edgeauto.progress import RichReporter
 
     try:
-        cfg = RunConfig(
+        fields = dict(
             device=device, latency_ms=parse_latency(latency_ms), dataset=dataset, out=out_dir,
             seed=seed, epochs=epochs, finetune_epochs=finetune_epochs, criterion=criterion,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8, tolerance=tolerance,
             precision=precision,
-            tables=tables, resume=resume, model=model, from_run=from_run, weights=weights,
+            tables=tables, model=model, from_run=from_run, weights=weights,
             sparse_method=method, sparsity=sparsity, max_params=max_params,
             max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
             val_fraction=val_fraction, test_fraction=test_fraction, test_dataset=test_dataset,
             cache=cache, augment=augment, optimizer=optimizer, label_smoothing=label_smoothing,
             train_device=train_device,
         )  # fmt: skip
+        cfg = run_config(ctx, fields, resume, _OPTIONS)
         manifest = compress_model(cfg, RichReporter())
     except OverBudget as exc:
         _pruning_note(exc.manifest)

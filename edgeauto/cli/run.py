@@ -33,6 +33,7 @@ from edgeauto.cli.common import (
     fail,
     out,
     parse_latency,
+    run_config,
 )
 from edgeauto.cli.render import over_budget, summary
 from edgeauto.errors import ConfigError, EdgeAutoError, OverBudget
@@ -99,7 +100,12 @@ _ReluBudget = Annotated[
 ]
 
 
+#: Options a config field comes from, where not the field's own name (see given_fields).
+_OPTIONS = {"out": ("out_dir",), "also": ("one_model", "device")}
+
+
 def run(
+    ctx: typer.Context,
     device: _Device = None,
     latency_ms: _LatencyMs = None,
     dataset: _Dataset = "mnist5k",
@@ -125,7 +131,7 @@ def run(
     beam: _Beam = 0,
     tolerance: Tolerance = 0.10,
     tables: Tables = None,
-    resume: Resume = False,
+    resume: Resume = None,
     inherit_weights: _InheritWeights = False,
     one_model: _OneModel = False,
     relu_budget: _ReluBudget = None,
@@ -139,30 +145,31 @@ def run(
     train_device: TrainDevice = "cpu",
 ) -> None:
     """Search, compress, export (ONNX, TFLite) and verify a model for DEVICE within a budget."""
-    from edgeauto.config import RunConfig
     from edgeauto.jobs.run import run as run_job
     from edgeauto.progress import RichReporter
 
     try:
         pairs = _device_budgets(device or ["host"], latency_ms or ["0.5"])
-        cfg = RunConfig(
+        fields = dict(
             device=pairs[0][0], latency_ms=pairs[0][1], dataset=dataset, out=out_dir, seed=seed,
             epochs=epochs, finetune_epochs=finetune_epochs, space=space, strategy=strategy,
             criterion=criterion, trials=trials,
             allocation=allocation, scratch_baseline=scratch_baseline, int8=int8,
             precision=precision,
             max_params=max_params, max_size_kb=max_size_kb, max_activation_kb=max_activation_kb,
-            mode=mode, search_headroom=search_headroom, calibration=calibration, warm_start=warm_start, beam=beam,
-            tolerance=tolerance, tables=tables, resume=resume, inherit_weights=inherit_weights,
+            mode=mode, search_headroom=search_headroom, calibration=calibration,
+            warm_start=warm_start, beam=beam, tolerance=tolerance, tables=tables,
+            inherit_weights=inherit_weights,
             also=tuple(pairs[1:]) if one_model else (), relu_budget=relu_budget,
             val_fraction=val_fraction, test_fraction=test_fraction, test_dataset=test_dataset,
             cache=cache, augment=augment, optimizer=optimizer, label_smoothing=label_smoothing,
             train_device=train_device,
         )  # fmt: skip
+        cfg = run_config(ctx, fields, resume, _OPTIONS)
         if cfg.relu_budget is not None:  # the job checks the device counts ReLUs
             return _run_private(cfg)
         if len(pairs) > 1 and not one_model:
-            return _run_per_device(cfg, pairs)
+            return _run_per_device(cfg, pairs, resume)
         manifest = run_job(cfg, RichReporter())
     except OverBudget as exc:
         over_budget(exc)
@@ -196,11 +203,16 @@ def _device_budgets(devices: list[str], budgets: list[str]) -> list[tuple[str, f
     return list(zip(devices, values))
 
 
-def _run_per_device(cfg: RunConfig, pairs: list[tuple[str, float]]) -> None:
+def _run_per_device(cfg: RunConfig, pairs: list[tuple[str, float]], resume: str | None) -> None:
     """One search-and-compress per device, each in ``<out>/<device>``; exit 3 if any is over."""
     from edgeauto.jobs.run import run_each
     from edgeauto.progress import RichReporter
 
+    if resume is not None:  # each device's directory is a run of its own, with its config
+        raise ConfigError(
+            f"--resume {resume} continues one run, and {len(pairs)} --device start one each; "
+            "resume each device's directory (<out>/<device>) on its own, without --device"
+        )
     runs = run_each(cfg, pairs, RichReporter())
     for done in runs:
         out.print(f"[bold]== {done.device}: {done.budget_ms:g} ms ==[/]")

@@ -23,7 +23,7 @@ from torch import nn
 from edgeauto.compress import CRITERIA, PRUNERS
 from edgeauto.compress.graph import check_prunable
 from edgeauto.compress.layer_lut import LayerLatency
-from edgeauto.config import RunConfig
+from edgeauto.config import RunConfig, job_config
 from edgeauto.data import Dataset
 from edgeauto.devices.profile import load_profile
 from edgeauto.errors import ConfigError, OverBudget
@@ -33,7 +33,7 @@ from edgeauto.jobs.sparse import sparse_and_verify
 from edgeauto.latency.builder import TimingSettings, check_precision, make_timer
 from edgeauto.manifest import Manifest
 from edgeauto.progress import NullReporter, Reporter
-from edgeauto.rundir import RunDir, inside, release
+from edgeauto.rundir import CONFIG_FILE, RunDir, inside, release
 from edgeauto.spaces.base import Arch
 from edgeauto.sparse import SPARSE_METHODS
 
@@ -48,13 +48,14 @@ def compress(
     """Prune ``model`` or ``from_run`` to ``latency_ms`` on ``device``; the written manifest.
 
     Raises :class:`edgeauto.OverBudget` when the result fails its budget, unless
-    ``check=False`` (as :func:`edgeauto.run`).
+    ``check=False`` (as :func:`edgeauto.run`). ``resume=RUN_DIR`` continues the compression
+    recorded there, as :func:`edgeauto.run` does.
 
     Example:
         >>> m = edgeauto.compress(model="mynet:build", device="host", latency_ms=0.3,
         ...                       dataset="mnist5k", criterion="taylor2")
     """
-    cfg = dataclasses.replace(config or RunConfig(out="runs/compress"), **overrides)
+    cfg = job_config(config, overrides, RunConfig(out="runs/compress"))
     if (cfg.model is None) == (cfg.from_run is None):
         raise ConfigError(
             "compress needs exactly one model source; pass --model module:function "
@@ -121,13 +122,13 @@ def _from_module(cfg: RunConfig, spec: str, reporter: Reporter) -> Manifest:
     profile = load_profile(cfg.device)
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
+    rd.write_json(CONFIG_FILE, cfg.to_json())  # first: ``--resume DIR`` reads it
     data = cfg.data_spec.load()
     model = load_user_model(spec, data)
     if cfg.weights:
         load_weights(model, Path(cfg.weights))
     timer = make_timer(profile, TimingSettings(runs=50, warmup=10, rounds=3), cfg.precision)
     cost = LayerLatency(timer, data.input_shape)
-    rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, cost=cost, timer=timer)
     return _finish(ctx, model, 0 if cfg.weights else cfg.epochs, source=spec)
 

@@ -26,7 +26,7 @@ from edgeauto.latency.predictor import MeasuringPredictor
 from edgeauto.latency.table import LatencyTable
 from edgeauto.latency.worst_case import Member, WorstCasePredictor
 from edgeauto.progress import Reporter
-from edgeauto.rundir import RunDir
+from edgeauto.rundir import CONFIG_FILE, RunDir
 from edgeauto.search import STRATEGIES
 from edgeauto.spaces import SearchSpace, get_space
 from edgeauto.timing import Reference
@@ -142,7 +142,6 @@ def setup(cfg: RunConfig, reporter: Reporter, profile: DeviceProfile | None = No
     rd, data, space = open_run(cfg)
     root = Path(cfg.tables) if cfg.tables else None
     table, predictor = open_table(profile, space, reporter, root, cfg.precision)
-    rd.write_json("config.json", cfg.to_json())
     ctx = Context(cfg, rd, reporter, profile, data, space, table, predictor)
     if cfg.also:
         first = Member(profile, cfg.latency_ms, predictor)
@@ -151,9 +150,12 @@ def setup(cfg: RunConfig, reporter: Reporter, profile: DeviceProfile | None = No
 
 
 def open_run(cfg: RunConfig) -> tuple[RunDir, Dataset, SearchSpace]:
-    """Lock and start the run directory (checking a resumed config), load data and space."""
+    """Lock and start the run directory (checking a resumed config), record the config, load
+    data and space."""
     rd = RunDir(cfg.out)
     rd.start(cfg.resume, cfg.to_json())
+    # recorded first, so that ``--resume DIR`` finds it even if the table build is killed
+    rd.write_json(CONFIG_FILE, cfg.to_json())
     data = cfg.data_spec.load()
     return rd, data, get_space(cfg.space, data.input_shape, data.num_classes)
 

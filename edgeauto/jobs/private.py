@@ -43,8 +43,7 @@ def run_private(cfg: RunConfig, reporter: Reporter | None = None) -> dict[str, A
     check_cost_model(profile, cfg)
     assert cfg.relu_budget is not None  # check_cost_model: a relu-count device has one
     try:
-        rd, data, space = open_run(cfg)
-        rd.write_json("config.json", cfg.to_json())
+        rd, data, space = open_run(cfg)  # records config.json
         ctx = Context(cfg, rd, reporter or NullReporter(), profile, data, space)
         cost = for_profile(profile)  # a relu-count device: ReLU-equivalents
         floor = cost.predict(space.blocks(space.cheapest(cost.block_ms)))

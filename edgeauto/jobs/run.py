@@ -2,7 +2,8 @@
 
 device -> table -> search -> train -> prune to budget -> fine-tune -> export -> parity ->
 measure -> manifest + report. Finished stages are recorded in ``stages.json``; with
-``resume=True`` they are loaded from the run directory instead of recomputed.
+``resume`` (True, or the run directory) they are loaded from the run directory instead of
+recomputed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgeauto.config import RunConfig
+from edgeauto.config import RunConfig, job_config
 from edgeauto.counting import count_macs
 from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import OverBudget
@@ -41,11 +42,16 @@ def run(
     its budget on the device, unless ``check=False`` (then the manifest is returned and
     ``manifest.within_budget`` says so); another :class:`edgeauto.EdgeAutoError` on bad input.
 
+    ``resume=RUN_DIR`` continues the run recorded in ``RUN_DIR`` (its ``config.json``): the
+    other keywords may be left out, and one that differs from the record is refused.
+    ``resume=True`` resumes ``out`` with every setting given again.
+
     Example:
         >>> m = edgeauto.run(device="host", latency_ms=0.2, dataset="digits", space="fbnet-micro")
         >>> m.accuracy, m.predicted_ms, m.measured_ms
+        >>> m = edgeauto.run(resume="runs/default")  # after a crash or Ctrl-C
     """
-    cfg = dataclasses.replace(config or RunConfig(), **overrides)
+    cfg = job_config(config, overrides, RunConfig())
     try:
         return _run(cfg, reporter or NullReporter())
     except OverBudget as exc:
