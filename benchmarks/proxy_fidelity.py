@@ -27,7 +27,7 @@ from _stamp import stamp
 from real_task import dataset_spec
 
 from edgeauto.counting import count_macs
-from edgeauto.data import DataSpec
+from edgeauto.data import Dataset, DataSpec
 from edgeauto.devices.profile import load_profile
 from edgeauto.fileio import write_json
 from edgeauto.latency.device import open_table
@@ -76,9 +76,8 @@ def draw_archs(spec: str, budget: float, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def score_arch(spec: str, entry: dict[str, Any], proxies: list[str], final: int) -> dict:
+def score_arch(data: Dataset, entry: dict[str, Any], proxies: list[str], final: int) -> dict:
     """Every proxy's and the final recipe's val accuracy, MACs, params, zero-cost scores."""
-    data = DataSpec(spec).load()
     space = get_space(SPACE, data.input_shape, data.num_classes)
     arch = Arch.from_json(entry["arch"])
     out: dict[str, Any] = {"proxy": {}, "seconds": {}}
@@ -128,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         doc = {"budget_ms": args.budget, "space": SPACE, "dataset": spec,
                "final_epochs": args.final_epochs, "proxies": proxies,
                "archs": draw_archs(spec, args.budget, args.archs), "rows": []}  # fmt: skip
+    data = DataSpec(spec).load()  # once: every arch trains on the same split
     for entry in doc["archs"][len(doc["rows"]) :]:
-        row = score_arch(spec, entry, proxies, args.final_epochs)
+        row = score_arch(data, entry, proxies, args.final_epochs)
         print({k: row[k] for k in ("predicted_ms", "proxy", "final_val", "macs")}, flush=True)
         doc["rows"].append(row)
         write_json(args.json, doc)

@@ -21,9 +21,9 @@ Rows at each budget and seed (every final model gets the same recipe and epochs:
 - (d) ``torch-pruning``: the dense MobileNetV2-CIFAR (width 1) trained ``epochs``, pruned by
   Torch-Pruning's magnitude pruner to the same measured latency, fine-tuned;
 - (e) ``compress``: ``edgeauto compress`` of that same dense model to the budget;
-- (f) ``default-at-budget``: (a) with the search aimed at the budget itself
-  (``search_headroom=1.0``) instead of 1.25x over it and pruned down: an experiment on the
-  default, outside the goals.
+- (f) ``default-headroom-1.25``: (a) with the search allowed 1.25x over the budget and
+  pruned down (the default until searching at the budget won on CIFAR-10; the row
+  ``default-at-budget`` of the quick JSON is the experiment that showed it): outside the goals.
 
 Each row is written to the JSON as it finishes; a rerun skips the rows the JSON has (the
 resume), ``--only`` picks rows. Latency is LiteRT fp32, 1 thread, pinned to the host
@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACE = "cifar-mbv2"
 ROWS = {"a": ("default",), "b": ("smbo", "dnas", "random", "evolution"),
         "c": ("mbv2-width",), "d": ("torch-pruning",), "e": ("compress",),
-        "f": ("default-at-budget",)}  # fmt: skip
+        "f": ("default-headroom-1.25",)}  # fmt: skip
 # MobileNetV2's (expansion, channels, blocks, stride) table, as in the paper
 MBV2 = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
         (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
@@ -234,7 +234,7 @@ def edgeauto_row(b: Bench, method: str, budget: float, seed: int) -> dict[str, A
     """Rows (a) and (b): ``edgeauto run`` on the host, pinned and measured."""
     a = b.args
     out = a.out / f"{method}-{budget:g}-s{seed}"
-    strategy = {"default": {}, "default-at-budget": {"search_headroom": 1.0}}.get(
+    strategy = {"default": {}, "default-headroom-1.25": {"search_headroom": 1.25}}.get(
         method, {"strategy": method}
     )
     cpu = time.process_time()
