@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 BUDGET  ?= 0.06
 DATASET ?= mnist5k
 
-.PHONY: install install-nni run run-cifar test lint format tables bench bench-prune bench-smbo bench-dnas bench-pipeline clean
+.PHONY: install install-nni run run-cifar test lint format docs tables bench bench-prune bench-smbo bench-dnas bench-pipeline clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ format: install
 	$(VENV)/bin/ruff format edgeauto tests benchmarks examples
 	$(VENV)/bin/ruff check --fix edgeauto tests benchmarks examples
 
+# The docs site (docs/, mkdocs.yml) into site/; --strict: a broken link or page fails. Offline.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -f mkdocs.yml -d site
+
 # The published tables shipped in hw_latency/, imported again from ../shared/data/luts with
 # `edgeauto lut import` (provenance: origin, SHA-256 of the source bytes, units). The output
 # is deterministic (the date is the source's), so this reproduces the committed files; the
@@ -74,4 +78,4 @@ bench-pipeline: install
 	$(PY) benchmarks/pipeline.py --json runs/bench-pipeline.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

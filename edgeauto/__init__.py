@@ -1,7 +1,8 @@
 """edgeauto: hardware-aware architecture search and compression for edge devices.
 
-The public API: :func:`run`, :func:`compress`, :func:`profile` and the core nouns. Everything
-else is an implementation detail.
+The public API: one call per command (:func:`run`, :func:`compress`, :func:`search`,
+:func:`profile`, :func:`import_table`) and the core nouns. Everything else is an
+implementation detail.
 """
 
 from edgeauto.budget import Budget
@@ -34,7 +35,12 @@ from edgeauto.errors import (
 from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.jobs.compress import compress
 from edgeauto.jobs.fleet import BoardResult, profile
+from edgeauto.jobs.lut import ImportedTable, import_table
 from edgeauto.jobs.run import run
+
+# ``search`` and ``compress`` name the functions, not the engine packages: importing the
+# function loads its package first, and a package is bound on its parent only when first loaded.
+from edgeauto.jobs.search import search
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
 from edgeauto.manifest import Manifest
 from edgeauto.search import STRATEGIES, SearchProblem, SearchResult, Strategy, list_strategies
@@ -53,5 +59,6 @@ __all__ = [
     "SearchSpace", "Strategy", "TableMiss", "UnknownComponent", "VerificationFailed", "OverBudget", "Budget",
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
     "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress", "profile", "BoardResult",
+    "search", "import_table", "ImportedTable",
     "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",
 ]  # fmt: skip

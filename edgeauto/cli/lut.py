@@ -56,15 +56,16 @@ def import_table_cmd(
     (jh88/fbnet's TensorFlow 2 eager for the LiteRT raspberry-pi-4) is refused by runs
     unless imported with --convert-to (see edgeauto/latency/conversion.py).
     """
-    from edgeauto.jobs.lut import import_lut
+    from edgeauto.jobs.lut import import_table
 
     try:
         shape, n = parse_shape(input_shape, classes, dataset)
-        report, target_file = import_lut(
-            fmt, path, device, space, shape, n, out_file, estimate, origin, convert_to
-        )
+        result = import_table(
+            path, fmt, device, space, input_shape=shape, classes=n, out=out_file,
+            estimate=estimate, origin=origin, convert_to=convert_to,
+        )  # fmt: skip
     except EdgeAutoError as exc:
         fail(exc)
-    for line in report.lines():
+    for line in result.report.lines():
         out.print(line, markup=False, highlight=False)
-    out.print(f"wrote {target_file}", markup=False, highlight=False)
+    out.print(f"wrote {result.path}", markup=False, highlight=False)

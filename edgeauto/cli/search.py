@@ -7,6 +7,7 @@ must match the run) from one that was not (taken from the run).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -84,7 +85,7 @@ def search_command(
     connect_timeout: _ConnectTimeout = 30.0,
 ) -> None:
     """Search SPACE for the most accurate arch within a latency budget on DEVICE; resumable."""
-    from edgeauto.jobs.search import new_job, resume_job, run_search
+    from edgeauto.jobs.search import search
     from edgeauto.progress import RichReporter
 
     study = {
@@ -93,23 +94,19 @@ def search_command(
         "search_batches": search_batches, "warm_start": warm_start, "beam": beam, "tables": tables,
         "precision": precision,
     }  # fmt: skip
-    runner = {
-        "executor": executor or ("ray" if workers or ray_address else "inprocess"),
-        "workers": workers, "ray_address": ray_address, "cpus_per_trial": cpus_per_trial,
-        "trial_timeout_s": trial_timeout, "connect_timeout_s": connect_timeout,
-    }  # fmt: skip
     try:
-        given = {k: v for k, v in study.items() if v is not None}
         if latency_ms is not None:
-            given["latency_ms"] = parse_latency(latency_ms)
-        if resume:
-            job = resume_job(resume, {**given, **runner})
-        else:
-            job = new_job({**given, "out": out_dir}, runner)
-        summary = run_search(job, RichReporter())
+            study["latency_ms"] = parse_latency(latency_ms)
+        if not resume:
+            study["out"] = out_dir
+        summary = search(
+            resume=resume, executor=executor, workers=workers, ray_address=ray_address,
+            cpus_per_trial=cpus_per_trial, trial_timeout_s=trial_timeout,
+            connect_timeout_s=connect_timeout, reporter=RichReporter(), **study,
+        )  # fmt: skip
     except EdgeAutoError as exc:
         fail(exc)
-    _print_summary(summary, job.out)
+    _print_summary(summary, str(Path(resume).expanduser()) if resume else out_dir)
 
 
 def _print_summary(summary: dict[str, Any], run_dir: str) -> None:

@@ -195,6 +195,47 @@ def _problem(job: SearchJob, reporter: Reporter) -> SearchProblem:
     )  # fmt: skip
 
 
+def search(
+    *,
+    resume: str | Path | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_trial: int = 1,
+    trial_timeout_s: float | None = None,
+    connect_timeout_s: float = 30.0,
+    reporter: Reporter | None = None,
+    **study: Any,
+) -> dict[str, Any]:
+    """Search ``space`` for the most accurate arch within ``latency_ms`` on ``device``, as
+    ``edgeauto search`` does; returns what ``search.json`` records (``best``: its arch,
+    proxy accuracy and predicted latency; trial counts; the executor).
+
+    ``study`` takes :class:`~edgeauto.RunConfig`'s search fields (``device``, ``latency_ms``,
+    ``dataset``, ``space``, ``strategy`` (default ``smbo``), ``trials`` (20), ``seed``,
+    ``search_epochs``, ``search_batches``, ``warm_start``, ``beam``, ``tables``,
+    ``precision``, ``out`` (``runs/search``) ...); ``None`` means "not given". Trials run in
+    this process, or on Ray with ``workers`` / ``ray_address`` (``executor="ray"``).
+    ``resume=RUN_DIR`` continues a killed study: settings come from its ``study.json`` and a
+    given one that differs is refused. Bad input raises a one-line
+    :class:`~edgeauto.EdgeAutoError`.
+
+    Example:
+        >>> s = edgeauto.search(device="host", latency_ms=0.05, dataset="digits",
+        ...                     space="fbnet-micro", strategy="random", trials=4, out="runs/s")
+        >>> s["best"]["arch"], s["best"]["accuracy"], s["best"]["predicted_ms"]
+        >>> s = edgeauto.search(resume="runs/s")  # after a crash or kill -9
+    """
+    runner = {
+        "executor": executor or ("ray" if workers or ray_address else "inprocess"),
+        "workers": workers, "ray_address": ray_address, "cpus_per_trial": cpus_per_trial,
+        "trial_timeout_s": trial_timeout_s, "connect_timeout_s": connect_timeout_s,
+    }  # fmt: skip
+    given = {k: v for k, v in study.items() if v is not None}
+    job = resume_job(resume, {**given, **runner}) if resume else new_job(given, runner)
+    return run_search(job, reporter)
+
+
 def run_search(job: SearchJob, reporter: Reporter | None = None) -> dict[str, Any]:
     """Run (or resume) the study of ``job``; returns what ``search.json`` records."""
     reporter = reporter or NullReporter()
