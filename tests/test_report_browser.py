@@ -129,6 +129,30 @@ def test_the_error_probe_records_a_script_error(run_dir: Path, tmp_path: Path) -
     assert errors and "boom" in errors[1]
 
 
+@needs_chromium
+@pytest.mark.parametrize(
+    ("curve", "shown"),
+    [
+        (0, ["trial 0", "arch 16:[k3_e3,k3_e3] 32:[k5_e6,k5_e6] 64:[k5_e6,k5_e6]",
+             "0.0576 ms (measured)", "accuracy 0.8780"]),
+        (2, ["final model", "arch 16:[k3_e1,k3_e3] 32:[k5_e6,k5_e6] 64:[k5_e6,k5_e6]",
+             "0.0543 ms (measured)", "val accuracy 0.9640"]),
+    ],
+)  # fmt: skip
+def test_hovering_a_pareto_point_shows_arch_latency_and_accuracy(
+    run_dir: Path, tmp_path: Path, curve: int, shown: list[str]
+) -> None:
+    page = render_run_dir(run_dir)
+    hover = ('<script>window.addEventListener("load", () => Plotly.Fx.hover("pareto-chart", '
+             f"[{{curveNumber: {curve}, pointNumber: 0}}]));</script></body>")  # fmt: skip
+    page.write_text(page.read_text().replace("</body>", hover))
+    dom = _dom(tmp_path, page)
+    label = re.search(r'id="pareto-chart".*?class="hoverlayer">(.*?)</svg>', dom, flags=re.S)
+    assert label, "no hover layer in the Pareto chart"
+    text = " ".join(re.sub(r"<[^>]+>", " ", label[1]).split())
+    assert all(s in text for s in shown), text
+
+
 def test_page_is_self_contained_and_inlines_plotly_once(run_dir: Path) -> None:
     page = render_run_dir(run_dir).read_text()
     assert page.startswith("<!doctype html>")
