@@ -1,84 +1,88 @@
-"""``report.html``: the Markdown report as one self-contained page (images inlined).
+"""``report.html``: the run as one self-contained, interactive page.
 
-The report's Markdown uses a small subset (headings, bullets, pipe tables, images, bold and
-code spans), so a converter for that subset is a few lines and needs no dependency; every
-image the report links is embedded as a base64 data URI, so the page can be mailed or
-opened from a board's SD card without the PNGs beside it.
+A Jinja2 template (``templates/report.html.j2``, shipped as package data) lays out the
+sections of :mod:`edgeauto.report.sections`; plotly.js is inlined once, so the page works
+offline (from a board's SD card, or mailed) at about 5 MB. A small script records any
+script error in the page's ``data-script-errors`` attribute, which the browser test reads.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+from markupsafe import Markup
 
 from edgeauto.fileio import write_text
+from edgeauto.manifest import Manifest
+from edgeauto.report.sections import RunFiles, build_sections
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-    "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:2px 8px}"
-    "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}code{background:#eee}"
-)
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+TEMPLATE = "report.html.j2"
+HTML_REPORT = "report.html"
 
 
-def _inline(text: str, root: Path) -> str:
-    """Escape, then bold, code spans and images (inlined from ``root``)."""
-    out = html.escape(text, quote=False)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return _IMAGE.sub(lambda m: _img(m[1], root / m[2]), out)
+def _env() -> Environment:
+    return Environment(loader=PackageLoader("edgeauto.report", "templates"), autoescape=True)
 
 
-def _img(alt: str, path: Path) -> str:
-    if not path.is_file() or path.suffix.lower() != ".png":
-        return f"<i>[{alt}: {path.name} missing]</i>"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+def _card(label: str, value: str, tone: str = "") -> dict[str, str]:
+    return {"label": label, "value": value, "tone": tone}
 
 
-def _table(rows: list[str], root: Path) -> str:
-    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
-    body = [c for c in cells if not all(set(x) <= set("-: ") for x in c)]  # drop the rule row
-    head, *rest = body
-    th = "".join(f"<th>{_inline(c, root)}</th>" for c in head)
-    trs = "".join(
-        "<tr>" + "".join(f"<td>{_inline(c, root)}</td>" for c in r) + "</tr>" for r in rest
-    )
-    return f"<table><tr>{th}</tr>{trs}</table>"
+def cards(m: dict[str, Any], run: RunFiles) -> list[dict[str, str]]:
+    """The headline figures at the top of the page; a figure the manifest lacks is left out."""
+    lat, acc, budget = m.get("latency") or {}, m.get("accuracy") or {}, m.get("budget") or {}
+    out = []
+    if "within_budget" in lat:
+        ok = Manifest(m).within_budget
+        out.append(_card("verdict", "PASS" if ok else "FAIL", "good" if ok else "bad"))
+    if lat.get("measured_ms") is not None and budget.get("latency_ms") is not None:
+        out.append(_card(f"measured on {lat.get('runtime', '?')}",
+                         f"{lat['measured_ms']:.4f} ms / {budget['latency_ms']:g} ms budget"))  # fmt: skip
+    for key, label in (("test", "test accuracy"), ("val", "validation accuracy")):
+        if acc.get(key) is not None:
+            out.append(_card(label, f"{acc[key]:.4f}"))
+    fp = budget.get("footprint") or {}
+    if fp.get("params") is not None:
+        out.append(_card("model", f"{fp['params']:,} params, {fp['size_bytes'] / 1000:.1f} kB"))
+    if run.deploy:
+        out.append(_card("deployed", str(run.deploy.get("device", "?")), "good"))
+    return out
 
 
-def markdown_to_html(text: str, root: Path, title: str) -> str:
-    """The report's Markdown subset as a complete HTML page."""
-    parts, lines, i = [], text.splitlines(), 0
-    while i < len(lines):
-        line = lines[i]
-        if line.startswith("|"):
-            j = i
-            while j < len(lines) and lines[j].startswith("|"):
-                j += 1
-            parts.append(_table(lines[i:j], root))
-            i = j
-            continue
-        if m := re.match(r"(#{1,3}) (.*)", line):
-            n = len(m[1])
-            parts.append(f"<h{n}>{_inline(m[2], root)}</h{n}>")
-        elif line.startswith("- "):
-            parts.append(f"<li>{_inline(line[2:], root)}</li>")
-        elif line.strip():
-            parts.append(f"<p>{_inline(line, root)}</p>")
-        i += 1
-    body = re.sub(
-        r"((?:<li>.*?</li>)+)", r"<ul>\1</ul>", "\n".join(parts).replace("</li>\n<li>", "</li><li>")
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
+def render_html(m: dict[str, Any], root: Path) -> str:
+    """The page for manifest document ``m`` of the run directory ``root``."""
+    run = RunFiles.read(root)
+    sections = build_sections(m, run)
+    charts = any("plotly-graph-div" in s.body for s in sections)
+    plotlyjs = ""
+    if charts:  # a page without a chart (a compress-only run) need not carry the library
+        from plotly.offline import get_plotlyjs
+
+        plotlyjs = get_plotlyjs()
+    device = (m.get("device") or {}).get("name", "?")
+    template = _env().get_template(TEMPLATE)
+    return template.render(
+        title=f"edgeauto run on {device}",
+        created=m.get("created"),
+        version=m.get("edgeauto_version"),
+        cards=cards(m, run),
+        sections=sections,
+        plotlyjs=Markup(plotlyjs),
     )
 
 
-def write_html(path: Path, markdown: str, title: str) -> Path:
-    """Write ``report.html`` beside the Markdown report, images inlined."""
-    write_text(path, markdown_to_html(markdown, path.parent, title))
+def write_html(path: Path, m: dict[str, Any]) -> Path:
+    """Write ``report.html`` for manifest document ``m`` atomically; the run directory is
+    ``path``'s folder."""
+    write_text(path, render_html(m, path.parent))
     return path
+
+
+def render_run_dir(run_dir: str | Path) -> Path:
+    """Re-render ``report.html`` of a finished run from its ``manifest.json`` (and
+    ``deploy.json`` when present), e.g. after ``edgeauto deploy``; the page's path."""
+    root = Path(run_dir)
+    manifest = Manifest.load(root / "manifest.json")
+    return write_html(root / HTML_REPORT, manifest.data)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from edgeauto.fileio import write_text
-from edgeauto.report.html import write_html
 from edgeauto.report.pareto import PARETO_PLOT, plot_pareto
 
 CURVE_PLOT = "plots/search_curve.png"
@@ -18,6 +17,11 @@ def _row(*cells: object) -> str:
 
 def _fmt(v: float) -> str:
     return f"{v:.4f}"
+
+
+def _headed(title: str, body: list[str], level: int = 2) -> list[str]:
+    """``body`` under a heading, or nothing when there is no body."""
+    return ["", f"{'#' * level} {title}", "", *body] if body else []
 
 
 def latency_rows(lat: dict[str, Any]) -> list[str]:
@@ -86,7 +90,7 @@ def measurement_lines(lat: dict[str, Any]) -> list[str]:
     return ["", *lines] if lines else []
 
 
-def _pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
+def pruning_lines(plan: dict[str, Any], acc: dict[str, Any]) -> list[str]:
     """The pruning summary, its step-by-step trace, and the scratch baseline when run."""
     lines = [
         f"- pruning: {len(plan['ops'])} ops in {len(plan['steps']) - 1} steps "
@@ -123,7 +127,7 @@ def _scratch_lines(acc: dict[str, Any]) -> list[str]:
 def _model_line(m: dict[str, Any]) -> str:
     if m.get("arch") is None:
         return f"- model: `{m.get('model')}` (the user's own module)"
-    return f"- space: {m['space']}; arch: `{_arch(m['arch'])}`"
+    return f"- space: {m['space']}; arch: `{arch_text(m['arch'])}`"
 
 
 def _table_line(t: dict[str, Any]) -> str:
@@ -144,6 +148,14 @@ def _table_line(t: dict[str, Any]) -> str:
 
 def search_curve_lines(search: dict[str, Any] | None) -> list[str]:
     """The supernet search's curve (``dnas``): a plot link and one table row per epoch."""
+    rows = search_curve_rows(search)
+    if not rows:
+        return []
+    return _headed("Search curve (supernet)", [f"![search curve]({CURVE_PLOT})", "", *rows])
+
+
+def search_curve_rows(search: dict[str, Any] | None) -> list[str]:
+    """One table row per epoch of the supernet search (``dnas``); none for other searches."""
     curve = (search or {}).get("curve")
     if not curve:
         return []
@@ -156,7 +168,7 @@ def search_curve_lines(search: dict[str, Any] | None) -> list[str]:
             _row(p["epoch"], p["phase"], _fmt(p["accuracy"]), _fmt(p["expected_ms"]),
                  _fmt(p["derived_ms"]), p["params"], f"{p['step_ms']:.1f}", f"{p['memory_mb']:.1f}")
         )  # fmt: skip
-    return ["", "## Search curve (supernet)", "", f"![search curve]({CURVE_PLOT})", "", *rows]
+    return rows
 
 
 def plot_search_curve(path: Path, curve: list[dict[str, Any]]) -> Path | None:
@@ -222,24 +234,35 @@ def limits_lines(m: dict[str, Any]) -> list[str]:
 
 def pareto_lines(m: dict[str, Any]) -> list[str]:
     """The chart of every evaluated arch, and how its latencies were obtained."""
+    how = pareto_note(m)
+    if not how:
+        return []
+    return _headed("Every evaluated architecture", [f"![pareto]({PARETO_PLOT})", "", f"- {how}"])
+
+
+def pareto_note(m: dict[str, Any]) -> str:
+    """How the Pareto chart's latencies and accuracies were obtained ("" without points)."""
     points = (m.get("analysis") or {}).get("pareto") or []
     if not points:
-        return []
+        return ""
     timed = sum(p["measured_ms"] is not None for p in points)
     how = (f"{timed} of {len(points)} archs timed end to end on the device; the rest at their "
            "predicted latency") if timed else "latencies predicted by the table (device not timed)"  # fmt: skip
-    return ["", "## Every evaluated architecture", "", f"![pareto]({PARETO_PLOT})", "",
-            f"- {how}; accuracy is the search's proxy training, the star the final model"]  # fmt: skip
+    return f"{how}; accuracy is the search's proxy training, the star the final model"
 
 
 def breakdown_lines(m: dict[str, Any]) -> list[str]:
     """Per block of the final model: measured alone vs predicted inside the model."""
+    return _headed("Per-block latency (final model)", breakdown_rows(m))
+
+
+def breakdown_rows(m: dict[str, Any]) -> list[str]:
+    """The per-block table of :func:`breakdown_lines` (none when the manifest has no rows)."""
     rows = (m.get("analysis") or {}).get("breakdown") or []
     if not rows:
         return []
     lat = m["latency"]
     out = [
-        "", "## Per-block latency (final model)", "",
         _row("#", "block", "measured alone ms", "p90 ms", "predicted in model ms"),
         _row("---:", "---", "---:", "---:", "---:"),
     ]  # fmt: skip
@@ -253,13 +276,18 @@ def breakdown_lines(m: dict[str, Any]) -> list[str]:
     return out
 
 
-def _chosen(m: dict[str, Any]) -> dict[str, float] | None:
+def chosen_point(m: dict[str, Any]) -> dict[str, float] | None:
     ms = m["latency"].get("measured_ms")
     return {"ms": ms, "accuracy": m["accuracy"]["val"]} if ms else None
 
 
 def int8_lines(m: dict[str, Any]) -> list[str]:
     """float32 vs int8 side by side: accuracy, measured latency, size; the warning if any."""
+    return _headed("int8 (post-training full-integer quantization)", int8_rows(m))
+
+
+def int8_rows(m: dict[str, Any]) -> list[str]:
+    """The table and agreement of :func:`int8_lines` (none when no int8 model was made)."""
     q = (m.get("parity") or {}).get("litert_int8")
     if not q:
         return []
@@ -267,7 +295,6 @@ def int8_lines(m: dict[str, Any]) -> list[str]:
     ms = {k: measured.get(f"{k}_ms") for k in ("litert", "litert_int8")}
     cell = {k: _fmt(v) if v is not None else "n/a" for k, v in ms.items()}
     lines = [
-        "", "## int8 (post-training full-integer quantization)", "",
         _row("model", "val accuracy", "measured ms", "bytes"), _row("---", "---:", "---:", "---:"),
         _row("float32 `model.tflite`", _fmt(q["fp32_acc"]), cell["litert"], q["fp32_bytes"]),
         _row("int8 `model_int8.tflite`", _fmt(q["int8_acc"]), cell["litert_int8"], q["int8_bytes"]),
@@ -281,10 +308,14 @@ def int8_lines(m: dict[str, Any]) -> list[str]:
 
 def device_lines(devices: list[dict[str, Any]]) -> list[str]:
     """``--one-model``: the same model on each further device, against that device's budget."""
+    return _headed("The same model on the other devices", device_rows(devices), level=3)
+
+
+def device_rows(devices: list[dict[str, Any]]) -> list[str]:
+    """The table of :func:`device_lines` (none for a run on one device)."""
     if not devices:
         return []
-    lines = ["", "### The same model on the other devices", "",
-             "| device | runtime | budget ms | predicted ms | measured ms | verdict |",
+    lines = ["| device | runtime | budget ms | predicted ms | measured ms | verdict |",
              "|---|---|---:|---:|---:|---|"]  # fmt: skip
     for d in devices:
         measured = "unreachable" if d["measured_ms"] is None else f"{d['measured_ms']:.4f}"
@@ -296,61 +327,71 @@ def device_lines(devices: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def render(m: dict[str, Any]) -> str:
-    """Markdown text of the report."""
-    lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
+def setup_lines(m: dict[str, Any]) -> list[str]:
+    """What was asked and what came out: dataset, model, budget with its verdict, footprint."""
+    lat, budget, data = m["latency"], m["budget"], m["dataset"]
     verdict = "within" if lat["within_budget"] else "OVER"
-    lines = [
-        f"# edgeauto run on {m['device']['name']}",
-        "",
-        f"- dataset: {m['dataset']['name']} {m['dataset']['input_shape']} "
-        f"({m['dataset']['train']} train / {m['dataset']['val']} val / "
-        f"{m['dataset'].get('test', 0)} test)",
+    return [
+        f"- dataset: {data['name']} {data['input_shape']} "
+        f"({data['train']} train / {data['val']} val / {data.get('test', 0)} test)",
         _model_line(m),
         f"- budget: {budget['latency_ms']} ms on {lat['runtime']} x{lat['threads']} threads"
         f"{' (int8: model_int8.tflite)' if lat.get('precision') == 'int8' else ''} "
         f"(tolerance {budget['tolerance']:.0%}): **{verdict} budget**",
         *limits_lines(m),
+    ]
+
+
+def accuracy_lines(acc: dict[str, Any]) -> list[str]:
+    """Validation accuracy (before and after pruning) and the held-out test accuracy."""
+    return [
         f"- validation accuracy: {acc['val']:.4f} (before pruning {acc['val_before_pruning']:.4f})",
         *_test_lines(acc),
+    ]
+
+
+def artifact_lines(m: dict[str, Any]) -> list[str]:
+    """Each artifact with its digest, then the latency table the run predicted with."""
+    arts = [f"- {k}: `{v['path']}` (sha256 {v['sha256'][:12]}…)" for k, v in m["artifacts"].items()]
+    return [*arts, "", _table_line(m["table"])]
+
+
+def render(m: dict[str, Any]) -> str:
+    """Markdown text of the report."""
+    lat = m["latency"]
+    lines = [
+        f"# edgeauto run on {m['device']['name']}",
+        "",
+        *setup_lines(m),
+        *accuracy_lines(m["accuracy"]),
         f"- prediction error: {lat['prediction_error']:+.1%} of measured",
-        *_pruning_lines(m["pruning"], acc),
+        *pruning_lines(m["pruning"], m["accuracy"]),
         *search_curve_lines(m.get("search")),
-        "",
-        "## Latency (batch 1)",
-        "",
-        *latency_rows(lat),
-        *measurement_lines(lat),
+        *_headed("Latency (batch 1)", [*latency_rows(lat), *measurement_lines(lat)]),
         *device_lines(m.get("devices") or []),
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
-        "",
-        "## Artifacts",
-        "",
-        *[f"- {k}: `{v['path']}` (sha256 {v['sha256'][:12]}…)" for k, v in m["artifacts"].items()],
-        "",
-        _table_line(m["table"]),
+        *_headed("Artifacts", artifact_lines(m)),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _arch(arch: dict[str, Any]) -> str:
+def arch_text(arch: dict[str, Any]) -> str:
+    """An arch in one short line: ``width:[layer,...]`` per stage."""
     return " ".join(
         f"{w}:[{','.join(layers)}]" for w, layers in zip(arch["widths"], arch["layers"])
     )
 
 
-def write_report(path: Path, manifest: Any) -> Path:
-    """Write ``report.md`` for ``manifest`` (a :class:`Manifest`) atomically."""
-    curve = (manifest.data.get("search") or {}).get("curve")
+def write_markdown(path: Path, m: dict[str, Any]) -> Path:
+    """Write ``report.md`` for the manifest document ``m`` atomically, with the PNG charts it
+    links (the search curve and the Pareto chart) beside it."""
+    curve = (m.get("search") or {}).get("curve")
     if curve:
         plot_search_curve(path.parent / CURVE_PLOT, curve)
-    m = manifest.data
     points = (m.get("analysis") or {}).get("pareto")
     if points:
-        plot_pareto(path.parent / PARETO_PLOT, points, _chosen(m), m["budget"]["latency_ms"])
-    text = render(m)
-    write_text(path, text)
-    write_html(path.with_suffix(".html"), text, f"edgeauto run on {m['device']['name']}")
+        plot_pareto(path.parent / PARETO_PLOT, points, chosen_point(m), m["budget"]["latency_ms"])
+    write_text(path, render(m))
     return path
