@@ -20,6 +20,7 @@ from edgeauto.cli.lut import lut_app
 from edgeauto.cli.profile import profile
 from edgeauto.cli.run import run
 from edgeauto.cli.search import search_command
+from edgeauto.quiet import set_verbose
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0], cls=OneLineErrors
@@ -37,10 +38,15 @@ app.add_typer(analyze_app, name="analyze")
 @app.callback()
 def _global_options(
     debug: Annotated[
-        bool, typer.Option("--debug", help="On an error, also print its traceback.")
+        bool,
+        typer.Option(
+            "--debug",
+            help="On an error, also print its traceback; show TensorFlow's and LiteRT's logs.",
+        ),
     ] = False,
 ) -> None:
     OPTIONS["debug"] = debug
+    set_verbose(debug)
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ Imports no command module, so that every command module can import it.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +16,7 @@ from typer._click.core import ParameterSource
 from typer.core import TyperGroup
 
 from edgeauto.errors import ConfigError, EdgeAutoError
+from edgeauto.quiet import verbose
 
 if TYPE_CHECKING:
     from edgeauto.config import RunConfig
@@ -95,9 +95,8 @@ Optimizer = Annotated[str, typer.Option(help="adamw or sgd (momentum 0.9, Nester
 LabelSmoothing = Annotated[float, typer.Option(help="Label smoothing of the training loss.")]
 TrainDevice = Annotated[str, typer.Option(help="Where to train: cpu, cuda or auto.")]
 
-#: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print their traceback.
-DEBUG_ENV = "EDGEAUTO_DEBUG"
-
+#: Set by ``edgeauto --debug`` (or ``EDGEAUTO_DEBUG=1``): errors also print
+#: their traceback, and the native libraries' log lines are shown (:mod:`edgeauto.quiet`).
 OPTIONS = {"debug": False}
 
 
@@ -128,7 +127,7 @@ class OneLineErrors(TyperGroup):
 
 def fail(exc: EdgeAutoError) -> None:
     """Print ``exc`` on one line (after its traceback with --debug) and exit with its code."""
-    if OPTIONS["debug"] or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+    if OPTIONS["debug"] or verbose():
         trace = "".join(traceback.format_exception(exc))
         err.print(trace.rstrip(), markup=False, highlight=False, soft_wrap=True)
     err.print(f"error: {type(exc).__name__}: {exc}", markup=False, highlight=False, soft_wrap=True)

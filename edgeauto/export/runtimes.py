@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeauto.errors import RunnerError
 from edgeauto.export.tflite import export_tflite
+from edgeauto.quiet import quiet_stderr
 from edgeauto.registry import Registry
 from edgeauto.timing import LatencyStat, sample_calls, time_calls  # noqa: F401
 
@@ -128,8 +129,9 @@ class _LiteRTSession(Session):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.it = Interpreter(model_path=str(path), num_threads=threads)
-            self.it.allocate_tensors()
+            with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.it = Interpreter(model_path=str(path), num_threads=threads)
+                self.it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise RunnerError(f"LiteRT cannot load {path}: {exc}".splitlines()[0]) from None
         self.inp = self.it.get_input_details()[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import shutil
 import tempfile
@@ -18,11 +17,13 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeauto.errors import ExportError
 from edgeauto.fileio import write_bytes
+from edgeauto.quiet import before_tensorflow, quiet_stderr, verbose
 
 # onnx2tf downloads this sample from the internet for 3-channel image inputs unless it is in
 # the working directory. Its content only feeds onnx2tf's own dummy inference.
@@ -45,11 +46,25 @@ def _onnx2tf_workdir() -> Iterator[Path]:
 
 
 def _quiet() -> contextlib.ExitStack:
+    """onnx2tf's prints, Python warnings and the converter's native lines off the terminal
+    (all of them shown under ``--debug``)."""
     stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
+    stack.enter_context(quiet_stderr())
+    if not verbose():
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
     return stack
+
+
+def _converter_modules() -> tuple[Any, Any, Any]:
+    """onnx2tf, tensorflow and tf_keras (heavy: imported on the first conversion), quietly."""
+    before_tensorflow()
+    with quiet_stderr():
+        import onnx2tf
+        import tensorflow as tf
+        import tf_keras  # what onnx2tf builds its Keras model with
+    return onnx2tf, tf, tf_keras
 
 
 def onnx_to_tflite_bytes(
@@ -69,12 +84,7 @@ def onnx_to_tflite_bytes(
             f"{tuple(calibration.shape)}"
         )
     onnx_path = Path(onnx_path).resolve()  # the converter runs in a work dir of its own
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    import onnx2tf  # heavy imports: only when converting
-    import tensorflow as tf
-    import tf_keras  # what onnx2tf builds its Keras model with
-
+    onnx2tf, tf, tf_keras = _converter_modules()
     with _onnx2tf_workdir() as work, _quiet():
         local = work / "model.onnx"  # onnx2tf may rewrite its input: give it a copy
         shutil.copyfile(onnx_path, local)
