@@ -1,6 +1,7 @@
 """edgeauto: hardware-aware architecture search and compression for edge devices.
 
-The public API: :func:`run`, :func:`compress`, :func:`profile` and the core nouns. Everything
+The public API: :func:`run`, :func:`compress`, :func:`profile`, :func:`deploy` and the core
+nouns. Everything
 else is an implementation detail.
 """
 
@@ -19,6 +20,7 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
 from edgeauto.errors import (
+    AgreementFailed,
     BudgetInfeasible,
     ConfigError,
     DatasetError,
@@ -33,6 +35,7 @@ from edgeauto.errors import (
 )  # fmt: skip
 from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.jobs.compress import compress
+from edgeauto.jobs.deploy import deploy
 from edgeauto.jobs.fleet import BoardResult, profile
 from edgeauto.jobs.run import run
 from edgeauto.latency.table import LatencyStat, LatencyTable, Provenance
@@ -54,4 +57,5 @@ __all__ = [
     "__version__", "get_space", "list_devices", "list_profiles", "list_pruners", "list_runtimes",
     "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress", "profile", "BoardResult",
     "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",
+    "deploy", "AgreementFailed",
 ]  # fmt: skip

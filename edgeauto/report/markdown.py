@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeauto.bundle import read_deploy
 from edgeauto.fileio import write_text
 from edgeauto.report.html import write_html
 from edgeauto.report.pareto import PARETO_PLOT, plot_pareto
@@ -296,6 +297,30 @@ def device_lines(devices: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def deploy_lines(d: dict[str, Any] | None) -> list[str]:
+    """What ``edgeauto deploy`` found on a device (``deploy.json``), when it ran."""
+    if not d:
+        return []
+    a, lat = d["agreement"], d["latency_ms"]
+    if a.get("top1") is None:
+        agree = f"not checked ({a.get('reason') or 'no Python on the device'})"
+    else:
+        verdict = "ok" if a["ok"] else "**FAILED**"
+        agree = f"{a['top1']:.1%} of {a['samples']} images (needs {a['threshold']:.0%}): {verdict}"
+    rsd = lat.get("repeatability")
+    cores = d.get("cpu_affinity")
+    how = (f" (repeatability ±{rsd:.1%})" if rsd is not None else "") + (
+        f", pinned to cores {', '.join(map(str, cores))}" if cores else "")  # fmt: skip
+    return [
+        "", "## Deploy", "",
+        f"- device: {d['device']} over {d['connection']} ({d['host']}), {d['date']}",
+        f"- runtime there: {d['runtime']} {d['runtime_version']}, Python {d['python'] or 'none'}",
+        f"- artifact: `{d['artifact']['file']}` (sha256 {d['artifact']['sha256'][:12]}…)",
+        f"- top-1 agreement with this machine on the bundle's sample: {agree}",
+        f"- latency there: median {_fmt(lat['median'])} ms, p90 {_fmt(lat['p90'])} ms{how}",
+    ]  # fmt: skip
+
+
 def render(m: dict[str, Any]) -> str:
     """Markdown text of the report."""
     lat, acc, budget = m["latency"], m["accuracy"], m["budget"]
@@ -325,6 +350,7 @@ def render(m: dict[str, Any]) -> str:
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
+        *deploy_lines(m.get("deploy")),
         "",
         "## Artifacts",
         "",
@@ -342,7 +368,8 @@ def _arch(arch: dict[str, Any]) -> str:
 
 
 def write_report(path: Path, manifest: Any) -> Path:
-    """Write ``report.md`` for ``manifest`` (a :class:`Manifest`) atomically."""
+    """Write ``report.md`` for ``manifest`` (a :class:`Manifest`) atomically, with the
+    ``deploy.json`` beside it when ``edgeauto deploy`` has written one."""
     curve = (manifest.data.get("search") or {}).get("curve")
     if curve:
         plot_search_curve(path.parent / CURVE_PLOT, curve)
@@ -350,7 +377,7 @@ def write_report(path: Path, manifest: Any) -> Path:
     points = (m.get("analysis") or {}).get("pareto")
     if points:
         plot_pareto(path.parent / PARETO_PLOT, points, _chosen(m), m["budget"]["latency_ms"])
-    text = render(m)
+    text = render({**m, "deploy": read_deploy(path.parent)})
     write_text(path, text)
     write_html(path.with_suffix(".html"), text, f"edgeauto run on {m['device']['name']}")
     return path
