@@ -58,6 +58,8 @@ def _print(doc: dict[str, Any], run_dir: Path) -> None:
     else:
         agreement = f"{a['top1']:.1%} of {a['samples']} ({'ok' if a['ok'] else 'FAILED'})"
     table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")  # a long path folds, never cut to "…"
     rows = {
         "device": f"{doc['device']} ({doc['host']})",
         "runtime": f"{doc['runtime']} {doc['runtime_version']}",
