@@ -187,3 +187,13 @@ def test_a_run_without_a_sample_or_no_run_is_one_line(run_dir: Path, cli) -> Non
     )
     r = cli("deploy", str(run_dir / "nowhere"), "--device", "host")
     assert_one_line_error(r, "RunDirError", "holds no manifest.json")
+
+
+def test_the_report_flags_a_deploy_of_an_older_artifact(run_dir: Path) -> None:
+    from edgeauto.report.markdown import deploy_lines
+
+    doc = edgeauto.deploy(run_dir, "host", **FAST)
+    artifacts = json.loads((run_dir / "manifest.json").read_text())["artifacts"]
+    assert not any("stale" in line for line in deploy_lines(doc, artifacts))
+    artifacts["tflite"]["sha256"] = "0" * 64  # the run exported a new model.tflite since
+    assert any("**stale**" in line for line in deploy_lines(doc, artifacts))

@@ -34,18 +34,14 @@ def deploy(
     rounds: int = 3,
     check: bool = True,
 ) -> dict[str, Any]:
-    """Deploy the bundle of ``run_dir`` to ``device`` and check it there; ``deploy.json``.
+    """Check the bundle of ``run_dir`` on ``device`` and time it there; ``deploy.json``'s dict.
 
-    Copies ``infer.py``, ``artifact``, ``preprocess.json``, ``labels.txt`` and ``sample.npz``
-    to the device (a profile name, YAML path or :class:`DeviceProfile`; ``host``, ``key`` and
-    ``known_hosts`` override an ssh profile's), runs ``infer.py`` there on the sample and
-    compares its top-1 with the host's (phones run no Python: not checked, and said so), times
-    ``artifact`` with the device's runtime (``runs`` x ``rounds`` after ``warmup``), writes
-    ``run_dir/deploy.json`` and adds a Deploy section to the report.
-
-    Raises :class:`~edgeauto.errors.RunnerError` (exit 2) for an unreachable device or a
-    missing runtime there, and, after writing both, :class:`AgreementFailed` (exit 3) when
-    under 99% of the sample agrees, unless ``check=False``.
+    ``device``: a profile name, YAML path or :class:`DeviceProfile`; ``host``, ``key`` and
+    ``known_hosts`` override an ssh profile's. ``infer.py`` runs there on ``sample.npz``
+    against the host's top-1 (not on phones: no Python; deploy.json says so); ``artifact``
+    is timed ``runs`` x ``rounds`` after ``warmup``. Writes ``deploy.json`` and the report's
+    Deploy section, then raises :class:`AgreementFailed` (exit 3) under 99% agreement unless
+    ``check=False``. An unreachable device or a missing runtime: :class:`RunnerError`.
 
     Example:
         >>> doc = edgeauto.deploy("runs/default", "raspberry-pi-4", host="pi@10.0.0.5")

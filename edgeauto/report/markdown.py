@@ -297,10 +297,13 @@ def device_lines(devices: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def deploy_lines(d: dict[str, Any] | None) -> list[str]:
-    """What ``edgeauto deploy`` found on a device (``deploy.json``), when it ran."""
+def deploy_lines(d: dict[str, Any] | None, artifacts: dict[str, Any]) -> list[str]:
+    """What ``edgeauto deploy`` found on a device (``deploy.json``), when it ran; flagged when
+    the run's artifact has changed since (a resumed run exported again)."""
     if not d:
         return []
+    shas = {Path(v["path"]).name: v["sha256"] for v in artifacts.values()}
+    stale = shas.get(d["artifact"]["file"], d["artifact"]["sha256"]) != d["artifact"]["sha256"]
     a, lat = d["agreement"], d["latency_ms"]
     if a.get("top1") is None:
         agree = f"not checked ({a.get('reason') or 'no Python on the device'})"
@@ -315,7 +318,8 @@ def deploy_lines(d: dict[str, Any] | None) -> list[str]:
         "", "## Deploy", "",
         f"- device: {d['device']} over {d['connection']} ({d['host']}), {d['date']}",
         f"- runtime there: {d['runtime']} {d['runtime_version']}, Python {d['python'] or 'none'}",
-        f"- artifact: `{d['artifact']['file']}` (sha256 {d['artifact']['sha256'][:12]}…)",
+        f"- artifact: `{d['artifact']['file']}` (sha256 {d['artifact']['sha256'][:12]}…)"
+        + (" — **stale**: the run's file has changed since; deploy again" if stale else ""),
         f"- top-1 agreement with this machine on the bundle's sample: {agree}",
         f"- latency there: median {_fmt(lat['median'])} ms, p90 {_fmt(lat['p90'])} ms{how}",
     ]  # fmt: skip
@@ -350,7 +354,7 @@ def render(m: dict[str, Any]) -> str:
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
-        *deploy_lines(m.get("deploy")),
+        *deploy_lines(m.get("deploy"), m["artifacts"]),
         "",
         "## Artifacts",
         "",
