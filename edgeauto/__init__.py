@@ -1,7 +1,7 @@
 """edgeauto: hardware-aware architecture search and compression for edge devices.
 
 The public API: one call per command (:func:`run`, :func:`compress`, :func:`search`,
-:func:`profile`, :func:`import_table`) and the core nouns. Everything else is an
+:func:`profile`, :func:`deploy`, :func:`import_table`) and the core nouns. Everything else is an
 implementation detail.
 """
 
@@ -20,6 +20,7 @@ from edgeauto.config import RunConfig
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import DeviceProfile, list_profiles, load_profile
 from edgeauto.errors import (
+    AgreementFailed,
     BudgetInfeasible,
     ConfigError,
     DatasetError,
@@ -34,6 +35,7 @@ from edgeauto.errors import (
 )  # fmt: skip
 from edgeauto.export.runtimes import RUNTIMES, Runtime, list_runtimes
 from edgeauto.jobs.compress import compress
+from edgeauto.jobs.deploy import deploy
 from edgeauto.jobs.fleet import BoardResult, profile
 from edgeauto.jobs.lut import ImportedTable, import_table
 from edgeauto.jobs.run import run
@@ -61,4 +63,5 @@ __all__ = [
     "list_spaces", "list_strategies", "load_dataset", "load_profile", "run", "compress", "profile", "BoardResult",
     "search", "import_table", "ImportedTable",
     "SPARSE_METHODS", "SparseConfig", "get_sparse_method", "list_sparse_methods",
+    "deploy", "AgreementFailed",
 ]  # fmt: skip

@@ -1,7 +1,8 @@
 """Typed errors. Every message states the invariant, the offending value and the fix.
 
 The CLI maps :class:`EdgeAutoError` subclasses to exit code 2 (bad input) and prints the
-message on one line, with no traceback. :class:`VerificationFailed` (:class:`OverBudget`) maps to exit code 3.
+message on one line, with no traceback. :class:`VerificationFailed` (:class:`OverBudget`,
+:class:`AgreementFailed`) maps to exit code 3.
 """
 
 from __future__ import annotations
@@ -78,3 +79,22 @@ class OverBudget(VerificationFailed):
         super().__init__("; ".join(reasons) or "over budget")
         self.reasons = list(reasons)
         self.manifest = manifest
+
+
+class AgreementFailed(VerificationFailed):
+    """``edgeauto deploy``: the device's top-1 on the bundle's sample agrees with the host's on
+    fewer images than the threshold (the model, runtime or preprocessing differs there).
+
+    Raised after ``deploy.json`` and the report are written; ``deploy`` holds the document.
+    The CLI maps it to exit code 3, like a latency over budget.
+    """
+
+    def __init__(self, run_dir: Any, deploy: dict[str, Any]) -> None:
+        a = deploy["agreement"]
+        super().__init__(
+            f"{deploy['device']} agrees with this machine on {a['top1']:.1%} of the "
+            f"{a['samples']} sample images with {deploy['artifact']['file']}, under the "
+            f"{a['threshold']:.0%} required; compare runtime {deploy['runtime_version']} there "
+            f"with this machine's, and the files on the board with {run_dir}"
+        )
+        self.deploy = deploy

@@ -1,5 +1,5 @@
 """Shared fixtures: one real latency table for the micro space, digits data, a trained model,
-throwaway OpenSSH servers on 127.0.0.1 (the ssh runner's boards).
+throwaway OpenSSH servers on 127.0.0.1 (the ssh runner's boards), a fake adb phone.
 
 The table is measured once per session with the real LiteRT runtime on this machine (about
 20 s for the 21 keys of ``fbnet-micro`` at the digits shape) and written to a temp folder,
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import DIGITS_CLASSES, DIGITS_SHAPE, MICRO, largest_arch, micro_table_path
+from helpers import DATA, DIGITS_CLASSES, DIGITS_SHAPE, MICRO, largest_arch, micro_table_path
 from typer.testing import CliRunner
 
 from edgeauto.cli import app
@@ -147,3 +148,65 @@ def new_server(
 def sshd(new_server: Callable[[], ThrowawaySshd]) -> ThrowawaySshd:
     """The session's shared server: tests must not stop or re-key it."""
     return new_server()
+
+
+# -- a fake adb whose "phone" is this machine (the adb runner's tests) ---------------------
+
+FAKE_ADB = '''#!{python}
+"""Fake adb: logs argv; the "phone" is this machine (push copies, shell runs sh -c)."""
+import json, os, shutil, subprocess, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_ADB_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+devices = [d for d in os.environ.get("FAKE_ADB_DEVICES", "").split(",") if d]
+serial = None
+if args[:1] == ["-s"]:
+    serial, args = args[1], args[2:]
+if serial is not None and serial not in devices:
+    sys.exit(sys.stderr.write("adb: device '%s' not found\\n" % serial) and 1)
+if not devices:
+    sys.exit(sys.stderr.write("adb: no devices/emulators found\\n") and 1)
+if args[0] == "push":
+    *sources, dest = args[1:]
+    for src in sources:
+        target = os.path.join(dest, os.path.basename(src)) if dest.endswith("/") else dest
+        shutil.copyfile(src, target)
+        print("%s: 1 file pushed, 0 skipped." % src)
+elif args[0] == "shell":
+    command = " ".join(args[1:])  # what real adb does: one string for the phone's shell
+    props = {{"getprop ro.product.model": "Pixel 7", "getprop ro.board.platform": "gs201"}}
+    if command in props:
+        print(props[command])
+    else:
+        sys.exit(subprocess.run(["sh", "-c", command]).returncode)
+'''
+
+FAKE_BENCHMARK_MODEL = '''#!{python}
+"""Fake benchmark_model: logs argv, prints the recorded output for its --graph."""
+import json, os, sys
+with open(os.environ["FAKE_BM_LOG"], "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+graph = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--graph=")][0]
+if not os.path.isfile(graph):
+    sys.exit(print("ERROR: Could not open '%s'." % graph) or 1)
+sys.stdout.write(open(os.environ["FAKE_BM_OUTPUT"]).read())
+'''
+
+
+@pytest.fixture
+def phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A fake adb and benchmark_model, their logs, and a workdir standing for the phone's."""
+    paths = {
+        "adb": tmp_path / "adb", "bm": tmp_path / "benchmark_model",
+        "adb_log": tmp_path / "adb.log", "bm_log": tmp_path / "bm.log",
+        "workdir": tmp_path / "phone" / "edgeauto",
+    }  # fmt: skip
+    paths["adb"].write_text(FAKE_ADB.format(python=sys.executable))
+    paths["bm"].write_text(FAKE_BENCHMARK_MODEL.format(python=sys.executable))
+    for p in (paths["adb"], paths["bm"]):
+        p.chmod(0o755)
+    monkeypatch.setenv("FAKE_ADB_LOG", str(paths["adb_log"]))
+    monkeypatch.setenv("FAKE_BM_LOG", str(paths["bm_log"]))
+    monkeypatch.setenv("FAKE_BM_OUTPUT", str(DATA / "litert_percentiles.txt"))
+    monkeypatch.setenv("FAKE_ADB_DEVICES", "emulator-5554")
+    return paths

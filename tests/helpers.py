@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
 from pathlib import Path
 
 import torch
+import yaml
 
-from edgeauto.devices.profile import DeviceProfile
+from edgeauto.devices.profile import DeviceProfile, load_profile, profiles_dir
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces import Arch, SearchSpace
 from edgeauto.spaces.layerwise import LayerwiseSpace
+from edgeauto.testing.sshd import ThrowawaySshd
 
 DIGITS_SHAPE = (1, 8, 8)
 DIGITS_CLASSES = 10
 MICRO = "fbnet-micro"
+#: Recorded ``benchmark_model`` outputs (the fake phone prints them).
+DATA = Path(__file__).parent / "data" / "benchmark_model"
 
 
 def micro_table_path(
@@ -89,3 +94,35 @@ def relabel(table: LatencyTable, profile: DeviceProfile) -> LatencyTable:
         table.provenance, device=profile.name, threads=profile.threads, cpu_affinity=cores
     )
     return table
+
+
+def board_profile(server: ThrowawaySshd, key: Path, workdir: Path, **conn: object) -> DeviceProfile:
+    """A 1-thread LiteRT board reached through ``server``, pinned to its core 0; its Python
+    is this interpreter."""
+    update = {"name": "test-board", "threads": 1, "cpu_affinity": [0]}
+    base = load_profile("raspberry-pi-4").model_copy(update=update)
+    fields = {"key": str(key), "python": sys.executable, "workdir": str(workdir), **conn}
+    return server.profile(base, **fields)
+
+
+def python_without_litert(tmp_path: Path) -> Path:
+    """An executable that runs this interpreter with every LiteRT package unimportable: a
+    board's Python without the runtime."""
+    hide = tmp_path / "hide"
+    for name in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+        (hide / name).mkdir(parents=True)
+        (hide / name / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    python = tmp_path / "python-without-litert"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={hide} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def adb_profile(phone: dict[str, Path], **conn: object) -> DeviceProfile:
+    data = yaml.safe_load((profiles_dir() / "pixel-7.yaml").read_text())
+    data["connection"] = {
+        "kind": "adb", "serial": "emulator-5554", "adb": str(phone["adb"]),
+        "benchmark_model": str(phone["bm"]), "workdir": str(phone["workdir"]), **conn,
+    }  # fmt: skip
+    data["cpu_affinity"] = [0, 1, 2, 3]  # the fake phone is this machine: cores it has
+    return DeviceProfile.model_validate(data)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from helpers import micro_table_path, shared_data
+from helpers import adb_profile, micro_table_path, shared_data
 
 import edgeauto
-from edgeauto.devices.profile import DeviceProfile, load_profile, profiles_dir
+from edgeauto.devices.profile import DeviceProfile, load_profile
 from edgeauto.errors import ConfigError, UnknownComponent
 from edgeauto.grow import GROWTH_INITS
 from edgeauto.latency.importers import IMPORTERS
@@ -118,28 +116,11 @@ def _skipping(check: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
 
 
 @pytest.fixture
-def fake_phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DeviceProfile:
-    """No phone is attached here: the adb runner talks to tests/test_runners.py's fake adb,
+def fake_phone(phone: dict[str, Path]) -> DeviceProfile:
+    """No phone is attached here: the adb runner talks to conftest's fake adb (``phone``),
     which runs the phone's side on this machine (benchmark_model prints recorded output)."""
-    from test_runners import DATA, FAKE_ADB, FAKE_BENCHMARK_MODEL
-
-    adb, bm = tmp_path / "adb", tmp_path / "benchmark_model"
-    adb.write_text(FAKE_ADB.format(python=sys.executable))
-    bm.write_text(FAKE_BENCHMARK_MODEL.format(python=sys.executable))
-    for tool in (adb, bm):
-        tool.chmod(0o755)
-    for var, value in (("FAKE_ADB_LOG", tmp_path / "adb.log"), ("FAKE_BM_LOG", tmp_path / "bm.log"),
-                       ("FAKE_BM_OUTPUT", DATA / "litert_percentiles.txt")):  # fmt: skip
-        monkeypatch.setenv(var, str(value))
-    monkeypatch.setenv("FAKE_ADB_DEVICES", "emulator-5554")
-    data = yaml.safe_load((profiles_dir() / "pixel-7.yaml").read_text())
-    data["connection"] = {
-        "kind": "adb", "serial": "emulator-5554", "adb": str(adb), "benchmark_model": str(bm),
-        "workdir": str(tmp_path / "phone"),
-    }  # fmt: skip
-    data["cpu_affinity"] = [0, 1, 2, 3]  # the fake phone is this machine: cores it has
-    (tmp_path / "phone").mkdir()
-    return DeviceProfile.model_validate(data)
+    phone["workdir"].mkdir(parents=True)
+    return adb_profile(phone)
 
 
 @pytest.mark.parametrize("name", RUNNERS.names())

@@ -13,17 +13,15 @@ from __future__ import annotations
 import getpass
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import MICRO
+from helpers import DATA, MICRO, adb_profile, board_profile, python_without_litert
 
 from edgeauto.cli import app
 from edgeauto.devices.profile import (
     Connection,
-    DeviceProfile,
     host_cpu_name,
     load_profile,
     parse_host,
@@ -47,9 +45,8 @@ from edgeauto.latency.store import table_path
 from edgeauto.latency.table import LatencyStat, LatencyTable
 from edgeauto.spaces import get_space
 from edgeauto.spaces.modules import Stem
-from edgeauto.testing.sshd import SSHD, ThrowawaySshd, free_port, keygen
+from edgeauto.testing.sshd import SSHD, free_port, keygen
 
-DATA = Path(__file__).parent / "data" / "benchmark_model"
 SHAPE = (1, 8, 8)
 FEW = TimingSettings(runs=30, warmup=2, rounds=1)
 needs_sshd = pytest.mark.skipif(
@@ -59,15 +56,6 @@ needs_sshd = pytest.mark.skipif(
 
 
 # -- an OpenSSH server on 127.0.0.1 (fixtures ssh_keys, new_server, sshd: conftest.py) ------
-
-
-def board_profile(server: ThrowawaySshd, key: Path, workdir: Path, **conn: object) -> DeviceProfile:
-    """A 1-thread LiteRT board reached through ``server``, pinned to its core 0; its Python
-    is this interpreter."""
-    update = {"name": "test-board", "threads": 1, "cpu_affinity": [0]}
-    base = load_profile("raspberry-pi-4").model_copy(update=update)
-    fields = {"key": str(key), "python": sys.executable, "workdir": str(workdir), **conn}
-    return server.profile(base, **fields)
 
 
 def micro_keys(n: int) -> list:
@@ -193,13 +181,7 @@ def test_ssh_unknown_host_key_and_refused_login(sshd, ssh_keys, tmp_path: Path) 
 @needs_sshd
 def test_ssh_missing_runtime_on_the_board(sshd, ssh_keys, tmp_path: Path) -> None:
     """A board Python without any LiteRT package: one line naming the host and the install."""
-    hide = tmp_path / "hide"
-    for name in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
-        (hide / name).mkdir(parents=True)
-        (hide / name / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    python = tmp_path / "python-without-litert"
-    python.write_text(f'#!/bin/sh\nPYTHONPATH={hide} exec {sys.executable} "$@"\n')
-    python.chmod(0o755)
+    python = python_without_litert(tmp_path)
     profile = board_profile(sshd, ssh_keys, tmp_path / "b", python=str(python))
     runner = get_runner(profile)
     with pytest.raises(RunnerError, match=r"127\.0\.0\.1:\d+ has no litert.*ai-edge-litert"):
@@ -388,76 +370,6 @@ def test_parse_failure_is_one_line() -> None:
     with pytest.raises(RunnerError, match=r"Benchmarking failed") as exc:
         parse_benchmark_output((DATA / "failed_to_load.txt").read_text())
     assert "\n" not in str(exc.value)
-
-
-FAKE_ADB = '''#!{python}
-"""Fake adb: logs argv; the "phone" is this machine (push copies, shell runs sh -c)."""
-import json, os, shutil, subprocess, sys
-args = sys.argv[1:]
-with open(os.environ["FAKE_ADB_LOG"], "a") as f:
-    f.write(json.dumps(args) + "\\n")
-devices = [d for d in os.environ.get("FAKE_ADB_DEVICES", "").split(",") if d]
-serial = None
-if args[:1] == ["-s"]:
-    serial, args = args[1], args[2:]
-if serial is not None and serial not in devices:
-    sys.exit(sys.stderr.write("adb: device '%s' not found\\n" % serial) and 1)
-if not devices:
-    sys.exit(sys.stderr.write("adb: no devices/emulators found\\n") and 1)
-if args[0] == "push":
-    *sources, dest = args[1:]
-    for src in sources:
-        target = os.path.join(dest, os.path.basename(src)) if dest.endswith("/") else dest
-        shutil.copyfile(src, target)
-        print("%s: 1 file pushed, 0 skipped." % src)
-elif args[0] == "shell":
-    command = " ".join(args[1:])  # what real adb does: one string for the phone's shell
-    props = {{"getprop ro.product.model": "Pixel 7", "getprop ro.board.platform": "gs201"}}
-    if command in props:
-        print(props[command])
-    else:
-        sys.exit(subprocess.run(["sh", "-c", command]).returncode)
-'''
-
-FAKE_BENCHMARK_MODEL = '''#!{python}
-"""Fake benchmark_model: logs argv, prints the recorded output for its --graph."""
-import json, os, sys
-with open(os.environ["FAKE_BM_LOG"], "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
-graph = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--graph=")][0]
-if not os.path.isfile(graph):
-    sys.exit(print("ERROR: Could not open '%s'." % graph) or 1)
-sys.stdout.write(open(os.environ["FAKE_BM_OUTPUT"]).read())
-'''
-
-
-@pytest.fixture
-def phone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """A fake adb and benchmark_model, their logs, and a workdir standing for the phone's."""
-    paths = {
-        "adb": tmp_path / "adb", "bm": tmp_path / "benchmark_model",
-        "adb_log": tmp_path / "adb.log", "bm_log": tmp_path / "bm.log",
-        "workdir": tmp_path / "phone" / "edgeauto",
-    }  # fmt: skip
-    paths["adb"].write_text(FAKE_ADB.format(python=sys.executable))
-    paths["bm"].write_text(FAKE_BENCHMARK_MODEL.format(python=sys.executable))
-    for p in (paths["adb"], paths["bm"]):
-        p.chmod(0o755)
-    monkeypatch.setenv("FAKE_ADB_LOG", str(paths["adb_log"]))
-    monkeypatch.setenv("FAKE_BM_LOG", str(paths["bm_log"]))
-    monkeypatch.setenv("FAKE_BM_OUTPUT", str(DATA / "litert_percentiles.txt"))
-    monkeypatch.setenv("FAKE_ADB_DEVICES", "emulator-5554")
-    return paths
-
-
-def adb_profile(phone: dict[str, Path], **conn: object) -> DeviceProfile:
-    data = yaml.safe_load((profiles_dir() / "pixel-7.yaml").read_text())
-    data["connection"] = {
-        "kind": "adb", "serial": "emulator-5554", "adb": str(phone["adb"]),
-        "benchmark_model": str(phone["bm"]), "workdir": str(phone["workdir"]), **conn,
-    }  # fmt: skip
-    data["cpu_affinity"] = [0, 1, 2, 3]  # the fake phone is this machine: cores it has
-    return DeviceProfile.model_validate(data)
 
 
 def _lines(path: Path) -> list[list[str]]:

@@ -4,11 +4,14 @@
 layouts, pixel scale, mean/std) and ``infer.py``, a standalone script that classifies an
 image or a folder of them (JPEG/PNG when Pillow is installed, PGM/PPM or .npy without it)
 with only numpy and ``ai-edge-litert`` or ``onnxruntime`` installed
-(:mod:`edgeauto.bundle.infer` is that file, copied as is).
+(:mod:`edgeauto.bundle.infer` is that file, copied as is). ``sample.npz``
+(:mod:`edgeauto.bundle.sample`) holds a few validation images with the host's answers, and
+``deploy.json`` (:mod:`edgeauto.bundle.deploy`) what ``edgeauto deploy`` found on a device.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from edgeauto.data import Dataset
 from edgeauto.fileio import write_json, write_text
 
 INFER_SOURCE = Path(__file__).with_name("infer.py")
+DEPLOY_FILE = "deploy.json"
 
 
 def preprocess_doc(data: Dataset) -> dict[str, Any]:
@@ -41,3 +45,12 @@ def write_bundle(root: Path, data: Dataset) -> dict[str, Path]:
     write_json(files["preprocess"], preprocess_doc(data))
     write_text(files["infer"], INFER_SOURCE.read_text())
     return files
+
+
+def read_deploy(root: Path) -> dict[str, Any] | None:
+    """``root/deploy.json`` when there is a readable one, else None."""
+    try:
+        doc = json.loads((root / DEPLOY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None

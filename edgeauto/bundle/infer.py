@@ -1,10 +1,13 @@
 """Classify images with this run's model; needs only numpy and ai-edge-litert or onnxruntime.
 
-    python infer.py IMAGE|FOLDER [--model model.tflite | model_int8.tflite | model.onnx] [--top 3]
+    python infer.py IMAGE|FOLDER|BATCH.npz [--model model.tflite | model_int8.tflite | model.onnx]
+                    [--top 3]
 
 IMAGE: .jpg/.png (or any image Pillow reads, when Pillow is installed), binary .pgm/.ppm, or
 .npy pixels (H,W / H,W,C) in the dataset's units. FOLDER: every such file in it, by name.
-Prints one JSON line per image: its path, the model and the top classes with probabilities.
+BATCH.npz: its ``images`` array (N,H,W / N,H,W,C, the dataset's units), e.g. sample.npz.
+Prints one JSON line per image: its path (``BATCH.npz[i]``), the model and the top classes
+with probabilities.
 """
 
 import argparse
@@ -33,10 +36,27 @@ def images(path: pathlib.Path) -> list:
     return found
 
 
+def sources(path: pathlib.Path) -> list:
+    """(name, pixel loader) of each image: ``path``, a folder's files, or an .npz's images."""
+    if path.suffix.lower() == ".npz" and path.is_file():
+        with np.load(path, allow_pickle=False) as batch:
+            if "images" not in batch.files:
+                raise SystemExit(f"{path}: no 'images' array; save the images under that key")
+            xs = batch["images"]
+        return [(f"{path}[{i}]", lambda x=x: scaled(x)) for i, x in enumerate(xs)]
+    return [(str(p), lambda p=p: load(p)) for p in images(path)]
+
+
+def scaled(x: np.ndarray) -> np.ndarray:
+    """Pixels in the dataset's units as float32 in [0, 1], (H, W) or (H, W, C)."""
+    x = x.astype(np.float32) / PRE["pixel_max"]
+    return x[..., None] if x.ndim == 2 else x
+
+
 def load(path: pathlib.Path) -> np.ndarray:
     """Pixels as float32 (H, W, C) in [0, 1]."""
     if path.suffix.lower() == ".npy":
-        x = np.load(path, allow_pickle=False).astype(np.float32) / PRE["pixel_max"]
+        x = scaled(np.load(path, allow_pickle=False))
     elif path.suffix.lower() in PNM or magic(path) in (b"P5", b"P6"):
         x = load_pnm(path)
     else:
@@ -118,17 +138,17 @@ def litert_logits(it, x: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("image", type=pathlib.Path, help="an image file, or a folder of them")
+    ap.add_argument("image", type=pathlib.Path, help="an image, a folder of them, or an .npz")
     ap.add_argument("--model", type=pathlib.Path, default=HERE / "model.tflite")
     ap.add_argument("--top", type=int, default=3)
     args = ap.parse_args()
     labels = (HERE / "labels.txt").read_text().split("\n")
-    paths, logits = images(args.image), open_model(args.model)
-    for path in paths:
-        z = logits(to_input(load(path)))
+    items, logits = sources(args.image), open_model(args.model)
+    for name, pixels in items:
+        z = logits(to_input(pixels()))
         p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         top = [{"label": labels[k], "p": round(float(p[k]), 4)} for k in np.argsort(-p)[: args.top]]
-        line = {"image": str(path), "model": args.model.name, "top": top}
+        line = {"image": name, "model": args.model.name, "top": top}
         print(json.dumps(line), flush=True)  # each line as it is ready: a long folder streams
 
 

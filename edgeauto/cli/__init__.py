@@ -1,7 +1,9 @@
 """The ``edgeauto`` command: thin. Each command parses, builds its job's config, calls the job
 (:mod:`edgeauto.jobs`) and renders; errors map to exit codes here.
 
-Exit codes: 0 ok, 2 bad input (any :class:`EdgeAutoError`), 3 measured latency over budget.
+Exit codes: 0 ok, 2 bad input (any :class:`EdgeAutoError`: also an unreachable device or a
+runtime missing there), 3 verification failed: measured latency over budget, or (``deploy``)
+the device's answers disagree with this machine's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import typer
 from edgeauto.cli.analyze import analyze_app
 from edgeauto.cli.common import OPTIONS, OneLineErrors, err
 from edgeauto.cli.compress import compress
+from edgeauto.cli.deploy import deploy
 from edgeauto.cli.devices import devices_app
 from edgeauto.cli.linearize import linearize_command
 from edgeauto.cli.lut import lut_app
@@ -30,6 +33,7 @@ app.command("compress")(compress)
 app.command("profile")(profile)
 app.command("search")(search_command)
 app.command("linearize")(linearize_command)
+app.command("deploy")(deploy)
 app.add_typer(devices_app, name="devices")
 app.add_typer(lut_app, name="lut")
 app.add_typer(analyze_app, name="analyze")

@@ -79,14 +79,14 @@ def _load_devices(
     devices: list[str], host: str | None, key: str | None, known_hosts: str | None
 ) -> list[DeviceProfile]:
     """Each ``--device``'s profile with the ssh overrides applied (``--host``: one board)."""
-    from edgeauto.devices.profile import load_profile
+    from edgeauto.devices.profile import load_profile, with_overrides
 
     if len(devices) > 1 and host:
         raise ConfigError(
             "--host names one board; with several --device give each board its host in "
             "its profile YAML (connection.host)"
         )
-    return [_with_overrides(load_profile(d), host, key, known_hosts) for d in devices]
+    return [with_overrides(load_profile(d), host, key, known_hosts) for d in devices]
 
 
 def _profile_fleet(
@@ -111,22 +111,6 @@ def _profile_fleet(
     results = profile_fleet(profs, space, shape, n, root, validate, line, precision)
     if not all(r.ok for r in results):  # each failure was its board's line
         raise typer.Exit(2)
-
-
-def _with_overrides(
-    prof: DeviceProfile, host: str | None, key: str | None, known_hosts: str | None
-) -> DeviceProfile:
-    """The profile with ``--host/--key/--known-hosts`` applied (ssh devices only)."""
-    from edgeauto.devices.profile import parse_host, with_connection
-
-    given = [f for f, v in (("--host", host), ("--key", key), ("--known-hosts", known_hosts)) if v]
-    if given and prof.connection.kind != "ssh":
-        raise ConfigError(
-            f"only ssh devices take {', '.join(given)}; {prof.name} is reached over "
-            f"{prof.connection.kind}; drop {given[0]} or pick an ssh device"
-        )
-    fields = parse_host(host) if host else {}
-    return with_connection(prof, **fields, key=key, known_hosts=known_hosts)
 
 
 def _print_validation(table: LatencyTable) -> None:

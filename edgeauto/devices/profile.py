@@ -534,6 +534,24 @@ def parse_host(spec: str) -> dict[str, Any]:
     return out
 
 
+def with_overrides(
+    profile: DeviceProfile,
+    host: str | None = None,
+    key: str | None = None,
+    known_hosts: str | None = None,
+) -> DeviceProfile:
+    """The profile with ``--host [user@]addr[:port]``, ``--key`` and ``--known-hosts`` applied
+    (ssh devices only; a :class:`ConfigError` names the flag for another kind)."""
+    given = [f for f, v in (("--host", host), ("--key", key), ("--known-hosts", known_hosts)) if v]
+    if given and profile.connection.kind != "ssh":
+        raise ConfigError(
+            f"only ssh devices take {', '.join(given)}; {profile.name} is reached over "
+            f"{profile.connection.kind}; drop {given[0]} or pick an ssh device"
+        )
+    fields = parse_host(host) if host else {}
+    return with_connection(profile, **fields, key=key, known_hosts=known_hosts)
+
+
 def with_connection(profile: DeviceProfile, **overrides: Any) -> DeviceProfile:
     """A copy of ``profile`` whose connection has ``overrides`` (``None`` values ignored).
 

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from edgeauto.bundle import write_bundle
+from edgeauto.bundle.sample import write_sample
 from edgeauto.counting import count_params
 from edgeauto.errors import OverBudget
 from edgeauto.export.memory import measure_peak_activations
@@ -155,12 +156,15 @@ def accuracies(accuracy: dict[str, Any], parity: dict[str, Any]) -> dict[str, An
 
 
 def bundle_files(ctx: Context, artifacts: dict[str, Path]) -> dict[str, Path]:
-    """The files a user deploys: ONNX, TFLite (and int8), plus labels.txt, preprocess.json and
-    infer.py, so that the artifacts work without this package."""
+    """The files a user deploys: ONNX, TFLite (and int8), plus labels.txt, preprocess.json,
+    infer.py, so that the artifacts work without this package, and sample.npz (a few
+    validation images with the host's answers, which ``edgeauto deploy`` checks a board by)."""
     files = {"onnx": artifacts["onnxruntime"], "tflite": artifacts["litert"]}
     files |= write_bundle(ctx.rd.root, ctx.data)
     if "litert_int8" in artifacts:
         files["tflite_int8"] = artifacts["litert_int8"]
+    models = [files[k] for k in ("tflite", "tflite_int8", "onnx") if k in files]
+    files["sample"] = write_sample(ctx.rd.root, ctx.data, models)
     return files
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeauto.bundle import read_deploy
 from edgeauto.fileio import write_text
 from edgeauto.report.pareto import PARETO_PLOT, plot_pareto
 
@@ -327,6 +328,33 @@ def device_rows(devices: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def deploy_lines(d: dict[str, Any] | None, artifacts: dict[str, Any]) -> list[str]:
+    """What ``edgeauto deploy`` found on a device (``deploy.json``), when it ran; flagged when
+    the run's artifact has changed since (a resumed run exported again)."""
+    if not d:
+        return []
+    shas = {Path(v["path"]).name: v["sha256"] for v in artifacts.values()}
+    stale = shas.get(d["artifact"]["file"], d["artifact"]["sha256"]) != d["artifact"]["sha256"]
+    a, lat = d["agreement"], d["latency_ms"]
+    if a.get("top1") is None:
+        agree = f"not checked ({a.get('reason') or 'no Python on the device'})"
+    else:
+        verdict = "ok" if a["ok"] else "**FAILED**"
+        agree = f"{a['top1']:.1%} of {a['samples']} images (needs {a['threshold']:.0%}): {verdict}"
+    rsd = lat.get("repeatability")
+    cores = d.get("cpu_affinity")
+    how = (f" (repeatability ±{rsd:.1%})" if rsd is not None else "") + (
+        f", pinned to cores {', '.join(map(str, cores))}" if cores else "")  # fmt: skip
+    return _headed("Deploy", [
+        f"- device: {d['device']} over {d['connection']} ({d['host']}), {d['date']}",
+        f"- runtime there: {d['runtime']} {d['runtime_version']}, Python {d['python'] or 'none'}",
+        f"- artifact: `{d['artifact']['file']}` (sha256 {d['artifact']['sha256'][:12]}…)"
+        + (" — **stale**: the run's file has changed since; deploy again" if stale else ""),
+        f"- top-1 agreement with this machine on the bundle's sample: {agree}",
+        f"- latency there: median {_fmt(lat['median'])} ms, p90 {_fmt(lat['p90'])} ms{how}",
+    ])  # fmt: skip
+
+
 def setup_lines(m: dict[str, Any]) -> list[str]:
     """What was asked and what came out: dataset, model, budget with its verdict, footprint."""
     lat, budget, data = m["latency"], m["budget"], m["dataset"]
@@ -372,6 +400,7 @@ def render(m: dict[str, Any]) -> str:
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
+        *deploy_lines(m.get("deploy"), m["artifacts"]),
         *_headed("Artifacts", artifact_lines(m)),
     ]
     return "\n".join(lines) + "\n"
@@ -386,12 +415,13 @@ def arch_text(arch: dict[str, Any]) -> str:
 
 def write_markdown(path: Path, m: dict[str, Any]) -> Path:
     """Write ``report.md`` for the manifest document ``m`` atomically, with the PNG charts it
-    links (the search curve and the Pareto chart) beside it."""
+    links (the search curve and the Pareto chart) beside it, and the deployment when
+    ``edgeauto deploy`` has written ``deploy.json`` there."""
     curve = (m.get("search") or {}).get("curve")
     if curve:
         plot_search_curve(path.parent / CURVE_PLOT, curve)
     points = (m.get("analysis") or {}).get("pareto")
     if points:
         plot_pareto(path.parent / PARETO_PLOT, points, chosen_point(m), m["budget"]["latency_ms"])
-    write_text(path, render(m))
+    write_text(path, render({**m, "deploy": read_deploy(path.parent)}))
     return path

@@ -18,11 +18,10 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from edgeauto.budget import Budget
+from edgeauto.bundle import DEPLOY_FILE
 from edgeauto.manifest import Manifest
 from edgeauto.report import charts, markdown
 from edgeauto.search.study import TRIALS_FILE
-
-DEPLOY_FILE = "deploy.json"  # written by `edgeauto deploy` beside the manifest
 
 # Raw HTML in a fragment is escaped (a manifest may quote a user's strings); tables on.
 _MD = MarkdownIt("commonmark", {"html": False}).enable("table")

@@ -51,7 +51,8 @@ def _artifact(profile: DeviceProfile, tmp: Path) -> Path:
 
 
 def check_runner(name: str, profile: DeviceProfile | None = None) -> None:
-    """``describe()`` reports the device; ``measure``/``measure_many`` time a real exported
+    """``describe()`` reports the device; ``run_python`` runs a script beside the files sent
+    (or says the device has no Python); ``measure``/``measure_many`` time a real exported
     model with sane stats, one per artifact in order; bad counts and suffixes are one-line
     :class:`RunnerError`; ``close`` is idempotent. ``profile`` defaults to this machine
     reached the runner's way (:class:`CheckSkipped` when it cannot be)."""
@@ -65,6 +66,7 @@ def check_runner(name: str, profile: DeviceProfile | None = None) -> None:
         with runner as entered:
             assert entered is runner, "__enter__ must return the runner"
             _check_describe(runner.describe())
+            _check_python(runner, Path(tmp))
             _check_measure(runner, artifact)
             _check_refusals(runner, artifact)
         runner.close()  # a second close (after __exit__'s) must be harmless
@@ -88,6 +90,24 @@ def _check_describe(info: object) -> None:
     assert isinstance(info.runtime_version, str) and info.runtime_version.strip(), (
         "describe(): no runtime version"
     )
+
+
+def _check_python(runner: Runner, tmp: Path) -> None:
+    """None (no Python there: ``describe().python`` is None too), or the script's stdout, run
+    where the files were sent; a failing script is a one-line RunnerError."""
+    sent = tmp / "sent.txt"
+    sent.write_text("edgeauto sent this")
+    got = runner.run_python(["-c", "print(open('in.txt').read())"], {"in.txt": sent})
+    assert (got is None) == (runner.describe().python is None), "python: run_python disagrees"
+    if got is None:
+        return
+    assert got.strip() == "edgeauto sent this", f"run_python printed {got!r}"
+    try:
+        runner.run_python(["-c", "raise SystemExit('boom')"], {})
+    except RunnerError as exc:
+        assert "\n" not in str(exc) and "boom" in str(exc), f"a failed script: {exc}"
+    else:
+        raise AssertionError("run_python of a failing script must raise RunnerError")
 
 
 def _sane(stat: object) -> None:

@@ -37,6 +37,8 @@ class DeviceInfo:
 
     cpu_model: str
     runtime_version: str
+    #: The version of the device's Python that runs edgeauto's scripts; None: it has none.
+    python: str | None = None
 
 
 class Runner(abc.ABC):
@@ -71,6 +73,14 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> DeviceInfo:
         """CPU model and the version of the profile's runtime, as found on the device."""
+
+    def run_python(self, args: Sequence[str], files: dict[str, Path]) -> str | None:
+        """Run ``python ARGS`` on the device in a fresh folder holding ``files`` (name there ->
+        path here); its stdout, or None where the device has no Python (a phone).
+
+        A failure is a :class:`RunnerError` naming the device and the script's last words.
+        """
+        return None  # a hook: only runners whose devices run Python override it
 
     def measure_all(
         self, artifacts: Sequence[Path], threads: int, runs: int, warmup: int, rounds: int = 1
@@ -163,6 +173,12 @@ def runtime_of(artifact: Path) -> str:
             f"artifact {artifact} has suffix {Path(artifact).suffix!r}; runners time "
             f"{', '.join(SUFFIX_RUNTIME)} files; export the model to one of them"
         ) from None
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of a tool's output (what it said last: usually why it failed)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def check_counts(runs: int, warmup: int, rounds: int) -> None:

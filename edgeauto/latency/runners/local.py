@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgeauto.devices.profile import host_cpu_name
+from edgeauto.errors import RunnerError
 from edgeauto.export.runtimes import get_runtime
 from edgeauto.latency.runners.base import (
     RUNNERS,
     DeviceInfo,
     Runner,
     check_counts,
+    last_line,
     runtime_of,
 )
 from edgeauto.timing import LatencyStat, pinned
@@ -36,4 +43,16 @@ class LocalRunner(Runner):
             ]
 
     def describe(self) -> DeviceInfo:
-        return DeviceInfo(host_cpu_name(), get_runtime(self.profile.runtime).version())
+        version = get_runtime(self.profile.runtime).version()
+        return DeviceInfo(host_cpu_name(), version, platform.python_version())
+
+    def run_python(self, args: Sequence[str], files: dict[str, Path]) -> str:
+        """This interpreter in a temp folder holding copies of ``files``, as a board would."""
+        with tempfile.TemporaryDirectory(prefix="edgeauto-local-") as tmp:
+            for name, path in files.items():
+                shutil.copyfile(path, Path(tmp) / name)
+            proc = subprocess.run([sys.executable, *args], cwd=tmp, capture_output=True)
+        if proc.returncode != 0:
+            why = last_line(proc.stderr.decode(errors="replace"))
+            raise RunnerError(f"{args[0]} failed on this machine (exit {proc.returncode}): {why}")
+        return proc.stdout.decode(errors="replace")

@@ -28,7 +28,14 @@ from typing import Any
 
 from edgeauto.devices.profile import DeviceProfile
 from edgeauto.errors import ConfigError, RunnerError
-from edgeauto.latency.runners.base import RUNNERS, DeviceInfo, Runner, check_counts, runtime_of
+from edgeauto.latency.runners.base import (
+    RUNNERS,
+    DeviceInfo,
+    Runner,
+    check_counts,
+    last_line,
+    runtime_of,
+)
 from edgeauto.timing import LatencyStat
 
 CONNECT_TIMEOUT_S = 10
@@ -91,11 +98,11 @@ class SshRunner(Runner):
             argv += ["-l", c.user]
         return [*argv, "--", str(c.host), remote_command]
 
-    def _remote_command(self, script_args: Sequence[str]) -> str:
-        """``sh -c`` text: unpack stdin into a fresh dir, run the script, remove the dir."""
+    def _remote_command(self, python_args: Sequence[str]) -> str:
+        """``sh -c`` text: unpack stdin into a fresh dir, run ``python ARGS``, remove the dir."""
         d = f"{self.conn.workdir.rstrip('/')}/edgeauto-{uuid.uuid4().hex[:12]}"
         q = shlex.quote
-        run = " ".join(q(a) for a in (self.conn.python, SCRIPT, *script_args))
+        run = " ".join(q(a) for a in (self.conn.python, *python_args))
         body = (
             f"mkdir -p {q(d)} && cd {q(d)} || exit {RC_MKDIR}; tar -xf - || exit {RC_TAR}; "
             f"{run}; rc=$?; cd / && rm -rf {q(d)}; exit $rc"
@@ -109,11 +116,37 @@ class SshRunner(Runner):
     ) -> dict[str, Any]:
         """Run the timing script with ``script_args`` beside ``files`` (name on the board ->
         local path); return its JSON answer."""
-        files = files or {}
-        payload = _tar({SCRIPT: timer_script(), **{n: f.read_bytes() for n, f in files.items()}})
-        argv = self.ssh_argv(self._remote_command(script_args))
+        payload = {SCRIPT: timer_script(), **_contents(files or {})}
+        proc = self._exec([SCRIPT, *script_args], payload)
+        stderr = proc.stderr.decode(errors="replace")
+        answer = _json_line(proc.stdout.decode(errors="replace"))
+        if proc.returncode != 0:
+            raise RunnerError(self._explain(proc.returncode, stderr, answer))
+        if answer is None:
+            raise RunnerError(
+                f"the timing script on {self.target} printed no JSON (stderr: "
+                f"{last_line(stderr)!r}); check connection.python points at a working Python"
+            )
+        return answer
+
+    def run_python(self, args: Sequence[str], files: dict[str, Path]) -> str:
+        """``python ARGS`` on the board (``connection.python``) beside ``files``."""
+        proc = self._exec(args, _contents(files))
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")
+            raise RunnerError(self._explain(proc.returncode, stderr, None, task=args[0]))
+        return proc.stdout.decode(errors="replace")
+
+    def _exec(
+        self, python_args: Sequence[str], files: dict[str, bytes]
+    ) -> subprocess.CompletedProcess[bytes]:
+        """One connection: ``files`` (name -> bytes) tarred over stdin into a fresh dir where
+        ``python ARGS`` runs; the finished process."""
+        argv = self.ssh_argv(self._remote_command(python_args))
         try:
-            proc = subprocess.run(argv, input=payload, capture_output=True, timeout=CALL_TIMEOUT_S)
+            return subprocess.run(
+                argv, input=_tar(files), capture_output=True, timeout=CALL_TIMEOUT_S
+            )
         except FileNotFoundError:
             raise RunnerError(
                 f"cannot reach {self.target}: no ssh client on this machine; install OpenSSH "
@@ -124,16 +157,6 @@ class SshRunner(Runner):
                 f"{self.target} did not answer within {CALL_TIMEOUT_S} s; check the board's "
                 "load, or time fewer or smaller models per call"
             ) from None
-        stderr = proc.stderr.decode(errors="replace")
-        answer = _json_line(proc.stdout.decode(errors="replace"))
-        if proc.returncode != 0:
-            raise RunnerError(self._explain(proc.returncode, stderr, answer))
-        if answer is None:
-            raise RunnerError(
-                f"the timing script on {self.target} printed no JSON (stderr: "
-                f"{_last_line(stderr)!r}); check connection.python points at a working Python"
-            )
-        return answer
 
     def describe(self) -> DeviceInfo:
         """Ask the board for its CPU and runtimes (once); a missing runtime fails here, early."""
@@ -149,7 +172,7 @@ class SshRunner(Runner):
             raise RunnerError(self._missing_runtime(runtime if info.get("numpy") else "numpy"))
         canonical = found["package"] in ("ai-edge-litert", "onnxruntime")
         version = found["version"] if canonical else f"{found['package']} {found['version']}"
-        return DeviceInfo(str(info.get("cpu_model", "unknown")), version)
+        return DeviceInfo(str(info.get("cpu_model", "unknown")), version, info.get("python"))
 
     def measure_many(
         self, artifacts: Sequence[Path], threads: int, runs: int, warmup: int, rounds: int = 1
@@ -175,7 +198,9 @@ class SshRunner(Runner):
             f"({hint}) or set connection.python to an interpreter that has it"
         )
 
-    def _explain(self, rc: int, stderr: str, answer: dict[str, Any] | None) -> str:
+    def _explain(
+        self, rc: int, stderr: str, answer: dict[str, Any] | None, task: str = "timing"
+    ) -> str:
         """One line naming the board, what went wrong and the fix."""
         if rc == RC_SSH:
             return explain_ssh_failure(self.target, stderr, self.known_hosts, self.conn.port)
@@ -196,10 +221,10 @@ class SshRunner(Runner):
         if rc in (RC_MKDIR, RC_TAR):
             what = "create" if rc == RC_MKDIR else "unpack files into"
             return (
-                f"{self.target} cannot {what} {self.conn.workdir} ({_last_line(stderr)}); set "
+                f"{self.target} cannot {what} {self.conn.workdir} ({last_line(stderr)}); set "
                 "connection.workdir to a writable directory (tar must be installed)"
             )
-        return f"timing on {self.target} failed (exit {rc}): {_last_line(stderr)}"
+        return f"{task} on {self.target} failed (exit {rc}): {last_line(stderr)}"
 
     def _stats(self, answer: dict[str, Any], names: list[str], runs: int) -> list[LatencyStat]:
         """One stat per file; the samples arrive round after round, ``runs`` per round."""
@@ -213,6 +238,11 @@ class SshRunner(Runner):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _contents(files: dict[str, Path]) -> dict[str, bytes]:
+    """Name on the board -> the bytes of the local file."""
+    return {name: Path(path).read_bytes() for name, path in files.items()}
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -236,11 +266,6 @@ def _json_line(stdout: str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "no output"
-
-
 def explain_ssh_failure(target: str, stderr: str, known_hosts: Path, port: int) -> str:
     """One line for an ssh client failure (exit 255), from what ssh printed."""
     host = target.rsplit(":", 1)[0].split("@")[-1]
@@ -260,12 +285,12 @@ def explain_ssh_failure(target: str, stderr: str, known_hosts: Path, port: int) 
         )
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
         return (
-            f"{target} refused the SSH login ({_last_line(stderr)}); set connection.key / --key "
+            f"{target} refused the SSH login ({last_line(stderr)}); set connection.key / --key "
             "to a private key whose public key is in the board's ~/.ssh/authorized_keys "
             "(ssh-copy-id), and check connection.user"
         )
     return (
-        f"cannot reach {target} over SSH ({_last_line(stderr)}); check that the board is on "
+        f"cannot reach {target} over SSH ({last_line(stderr)}); check that the board is on "
         "and runs sshd, and that host and port are right (--host user@host:port)"
     )
 
