@@ -60,7 +60,10 @@ def _check_doc(run_dir: Path, doc: dict, connection: str, artifact: str = "model
     assert (
         "## Deploy" in report and f"`{artifact}` (sha256 {doc['artifact']['sha256'][:12]}" in report
     )
-    assert "<h2>Deploy</h2>" in (run_dir / "report.html").read_text()
+    page = (run_dir / "report.html").read_text()
+    section = page[page.index('<section id="deploy">') :]
+    section = section[: section.index("</section>")]
+    assert doc["artifact"]["sha256"][:12] in section and "Not deployed yet" not in section
 
 
 def test_the_bundle_ships_a_sample_with_the_hosts_answers(bundle: Path, tmp_path: Path) -> None:
@@ -156,6 +159,7 @@ def test_deploy_to_a_phone_times_without_checking(phone, run_dir: Path) -> None:
     assert doc["runtime_version"].startswith("benchmark_model sha256:")
     assert doc["cpu_affinity"] == [0, 1, 2, 3]
     assert "not checked (adb devices run no Python" in (run_dir / "report.md").read_text()
+    assert "not checked (adb devices run no Python" in (run_dir / "report.html").read_text()
     with pytest.raises(ConfigError, match=r"runs \.tflite files, not model\.onnx"):
         edgeauto.deploy(run_dir, adb_profile(phone), artifact="model.onnx", **FAST)
 

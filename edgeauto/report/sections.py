@@ -192,6 +192,17 @@ def _int8(m: dict[str, Any], run: RunFiles) -> Markup:
     return md(rows) if rows else note("No int8 model in this run (exported in float32 only).")
 
 
+def _agreement_line(agree: dict[str, Any]) -> str:
+    if agree.get("top1") is None:  # a phone: no Python there to run infer.py
+        return (
+            f"- top-1 agreement: not checked ({agree.get('reason') or 'no Python on the device'})"
+        )
+    return (
+        f"- top-1 agreement with the run's model: {_pct(agree['top1'])} of {agree['samples']} "
+        f"inputs (bar {agree['threshold']:.0%}): **{'ok' if agree['ok'] else 'FAILED'}**"
+    )
+
+
 def _deploy(m: dict[str, Any], run: RunFiles) -> Markup:
     if run.deploy_error:
         return note(f"`{DEPLOY_FILE}` is unreadable ({run.deploy_error}).")
@@ -209,8 +220,7 @@ def _deploy(m: dict[str, Any], run: RunFiles) -> Markup:
         f"- device: {d['device']} over {d['connection']} (`{d['host']}`), {d['date']}",
         f"- runtime: {d['runtime']} {d['runtime_version']}; python {d.get('python') or 'none'}",
         f"- artifact: `{art['file']}` (sha256 {art['sha256'][:12]}…): {same}",
-        f"- top-1 agreement with the run's model: {_pct(agree['top1'])} of {agree['samples']} "
-        f"inputs (bar {agree['threshold']:.0%}): **{'ok' if agree['ok'] else 'FAILED'}**",
+        _agreement_line(agree),
         f"- latency on the device: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
         f"repeatability {'n/a' if rep is None else f'±{rep:.1%}'}: "
         f"**{'within' if budget.within(lat['median']) else 'over'}** the run's "
