@@ -17,12 +17,15 @@ import torch
 from helpers import DIGITS_SHAPE, MICRO
 
 import edgeauto
+from edgeauto.cli.common import BUDGET_TERM_HELP
+from edgeauto.config import RunConfig
 from edgeauto.counting import count_params
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
+from edgeauto.jobs.search import make_strategy
 from edgeauto.latency.table import LatencyTable
 from edgeauto.search import SearchProblem
-from edgeauto.search.dnas import DNAS, DNASConfig, SupernetSearch
+from edgeauto.search.dnas import BUDGET_TERMS, DNAS, DNASConfig, SupernetSearch
 from edgeauto.search.supernet import BiPath, MixedLayer, PrunedLayer
 from edgeauto.spaces import Arch, get_space
 from edgeauto.testing.conformance import MacsLatency
@@ -134,6 +137,14 @@ def test_fbnet_exponent_sets_the_latency_pressure(digits: Dataset) -> None:
     strong = _search(problem, beta=3.0, **fixed)
     assert strong.expected_ms() < 0.9 * weak.expected_ms()
     assert [p.beta for p in strong.curve] == [3.0] * len(strong.curve)  # adapt off: fixed
+
+
+@pytest.mark.parametrize("term", list(BUDGET_TERMS))
+def test_budget_term_reaches_dnas_from_the_run_config(term: str, digits: Dataset) -> None:
+    problem = _problem(MICRO, MacsLatency(), digits, budget_x=1.2)
+    strategy = make_strategy(RunConfig(strategy="dnas", budget_term=term), problem)
+    assert isinstance(strategy, DNAS) and strategy.config.budget_term == term
+    assert term in BUDGET_TERM_HELP  # edgeauto run / search --help list every term
 
 
 def test_block_and_layer_pruning_remove_modules(digits: Dataset) -> None:
