@@ -16,6 +16,7 @@ Budgets default to the 25/50/75% quantiles of the predicted latency of 200 rando
 
     .venv/bin/python benchmarks/dnas.py [--json PATH] [--quick] [--budgets 0.03 0.04 0.05]
         [--epochs 3] [--search-epochs 3] [--max-batches N] [--baseline random]
+        [--budget-term hinge|fbnet|fbnet-additive]
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from edgeauto.devices.profile import load_profile
 from edgeauto.latency.device import open_table
 from edgeauto.progress import RichReporter
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
-from edgeauto.search.dnas import DNAS, DNASConfig
+from edgeauto.search.dnas import BUDGET_TERMS, DNAS, DNASConfig
 from edgeauto.search.objective import TrainObjective, cached_dataset
 from edgeauto.spaces import Arch, SearchSpace, get_space
 from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
@@ -56,6 +57,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-batches", type=int, default=None, help="supernet steps per epoch cap")
     ap.add_argument("--batches", type=int, default=60, help="baseline proxy-training batches")
     ap.add_argument("--baseline", default="random")
+    ap.add_argument(
+        "--budget-term", choices=list(BUDGET_TERMS), default="hinge",
+        help="; ".join(f"{k}: {v}" for k, v in BUDGET_TERMS.items()).replace("%", "%%"),
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny settings: a smoke run")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -85,7 +90,7 @@ def dnas_search(args: argparse.Namespace, problem: SearchProblem, **cfg: Any) ->
     """(derived arch, the strategy, wall seconds) of one supernet search."""
     config = DNASConfig(
         warmup_epochs=args.warmup_epochs, search_epochs=args.search_epochs,
-        max_batches=args.max_batches, **cfg,
+        max_batches=args.max_batches, budget_term=args.budget_term, **cfg,
     )  # fmt: skip
     start = time.perf_counter()
     dnas = DNAS(problem, config)

@@ -56,7 +56,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--sparsities", default="0.5,0.8,0.9,0.95")
-    ap.add_argument("--methods", default="all", help="comma-separated, or all")
+    ap.add_argument(
+        "--methods", default="all",
+        help=f"comma-separated, or all: {', '.join(method_names('all'))}",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=100, help="LiteRT runs per timing round")
     args = ap.parse_args()

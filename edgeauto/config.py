@@ -15,6 +15,7 @@ from edgeauto.errors import ConfigError, RunDirError
 from edgeauto.latency.store import PRECISIONS
 from edgeauto.limits import Limits
 from edgeauto.rundir import CONFIG_FILE, recorded_config
+from edgeauto.search.dnas import BUDGET_TERMS
 from edgeauto.train import TrainConfig
 
 
@@ -81,6 +82,8 @@ class RunConfig:
     # smbo only: rank the first archs by zero-cost scores; archs trained per step (0: auto)
     warm_start: bool = False
     beam: int = 0
+    # dnas only: the architecture step's latency price (search/dnas.py: BUDGET_TERMS)
+    budget_term: str = "hinge"
     finetune_epochs: int = 2
     search_headroom: float = HEADROOM
     mode: str = "search-then-compress"
@@ -218,6 +221,15 @@ class RunConfig:
         if self.strategy != "smbo" and (self.warm_start or self.beam):
             raise ConfigError(
                 f"--warm-start and --beam belong to --strategy smbo, not {self.strategy}; drop them"
+            )
+        if self.budget_term not in BUDGET_TERMS:
+            raise ConfigError(
+                f"budget_term must be one of {', '.join(BUDGET_TERMS)}, got "
+                f"{self.budget_term!r}; fix --budget-term"
+            )
+        if self.strategy != "dnas" and self.budget_term != "hinge":
+            raise ConfigError(
+                f"--budget-term belongs to --strategy dnas, not {self.strategy}; drop it"
             )
 
     def to_json(self) -> dict[str, Any]:

@@ -199,6 +199,12 @@ CASES = [
         ("Missing argument 'name'", "devices show --help")),
     Bad("cli-run-bad-calibration", _cli("run", "--calibration", "always", "--out", "TMP/o"),
         "ConfigError", ("calibration must be one of fresh, history", "--calibration")),
+    Bad("cli-run-bad-budget-term",
+        _cli("run", "--strategy", "dnas", "--budget-term", "fbnet2", "--out", "TMP/o"),
+        "ConfigError", ("budget_term must be one of hinge, fbnet, fbnet-additive",
+                        "--budget-term")),
+    Bad("cli-run-budget-term-needs-dnas", _cli("run", "--budget-term", "fbnet", "--out", "TMP/o"),
+        "ConfigError", ("--budget-term belongs to --strategy dnas", "drop it")),
     Bad("cli-search-bad-budget", _cli("search", "--latency-ms", "-2", "--out", "TMP/s"),
         "ConfigError", ("latency_ms must be a positive number", "--latency-ms")),
     # -- device profiles

@@ -17,12 +17,15 @@ import torch
 from helpers import DIGITS_SHAPE, MICRO
 
 import edgeauto
+from edgeauto.cli.common import BUDGET_TERM_HELP
+from edgeauto.config import RunConfig
 from edgeauto.counting import count_params
 from edgeauto.data import Dataset
 from edgeauto.errors import ConfigError
+from edgeauto.jobs.search import make_strategy
 from edgeauto.latency.table import LatencyTable
 from edgeauto.search import SearchProblem
-from edgeauto.search.dnas import DNAS, DNASConfig, SupernetSearch
+from edgeauto.search.dnas import BUDGET_TERMS, DNAS, DNASConfig, SupernetSearch
 from edgeauto.search.supernet import BiPath, MixedLayer, PrunedLayer
 from edgeauto.spaces import Arch, get_space
 from edgeauto.testing.conformance import MacsLatency
@@ -73,20 +76,75 @@ def test_budget_term_is_a_two_sided_hinge_on_the_band(
     assert float(one_sided.budget_term(torch.tensor(bottom / 2.0))) == 0.0
 
 
-def test_fbnet_budget_term_is_alpha_log_lat_to_the_beta(
+def test_fbnet_additive_term_keeps_its_old_value(
     micro_table: LatencyTable, digits: Dataset
 ) -> None:
     problem = _problem(MICRO, micro_table, digits, budget_x=1.2)
-    run = SupernetSearch(problem, DNASConfig(**QUICK, budget_term="fbnet", beta=0.6))
+    run = SupernetSearch(problem, DNASConfig(**QUICK, budget_term="fbnet-additive", beta=0.6))
     ms = problem.budget_ms * 0.7
     term = float(run.budget_term(torch.tensor(ms)))
     assert term == pytest.approx(run.strength * math.log(1 + 0.7) ** 0.6)
     assert float(run.budget_term(torch.tensor(2 * ms))) > term  # no band: always pushes down
-    fixed = {"adapt": False, "block_pruning": False, "bipath": False, "budget_term": "fbnet"}
+    ce = torch.tensor(1.3)
+    assert float(run.arch_loss(ce, torch.tensor(ms))) == pytest.approx(1.3 + term)
+    fixed = {"adapt": False, "block_pruning": False, "bipath": False}
     problem = _problem(MICRO, MacsLatency(), digits, budget_x=1.2)  # deterministic, as above
-    weak = _search(problem, strength=0.0, **fixed)
-    strong = _search(problem, strength=5.0, **fixed)
+    weak = _search(problem, strength=0.0, budget_term="fbnet-additive", **fixed)
+    strong = _search(problem, strength=5.0, budget_term="fbnet-additive", **fixed)
     assert strong.expected_ms() < 0.9 * weak.expected_ms()
+
+
+def _arch_parts(run: SupernetSearch, digits: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The arch step's two parts on a fixed batch: cross-entropy and E[lat] (ms)."""
+    run.net.sample("mean")
+    expected = run.latency.expected(run.net) * run.scale
+    ce = torch.nn.functional.cross_entropy(run.net(digits.x_train[:32]), digits.y_train[:32])
+    return ce, expected
+
+
+@pytest.mark.parametrize("term", ["fbnet", "fbnet-additive"])
+def test_fbnet_loss_is_ce_times_alpha_log_us_to_the_beta(term: str, digits: Dataset) -> None:
+    problem = _problem(MICRO, MacsLatency(), digits, budget_x=1.2)
+    torch.manual_seed(0)
+    run = SupernetSearch(problem, DNASConfig(**QUICK, budget_term=term, bipath=False))
+    ce, expected = _arch_parts(run, digits)
+    us = float(expected) * 1000.0  # FBNet's unit: log(us) > 0 where log(ms) is not
+    assert us > math.e and float(expected) < 1.0
+    loss = run.arch_loss(ce, expected)
+    if term == "fbnet":  # the paper's defaults, multiplied, not added
+        assert (run.cfg.alpha, run.beta) == (0.2, 0.6)
+        want = float(ce) * 0.2 * math.log(us) ** 0.6
+    else:
+        want = float(ce) + run.strength * math.log1p(float(expected) / problem.budget_ms) ** 0.6
+    assert float(loss) == pytest.approx(want, rel=1e-6)
+    # the latency part alone (cross-entropy held fixed): descent favours the cheapest op
+    layers = list(run.net.mixed())
+    grads = torch.autograd.grad(run.arch_loss(ce.detach(), expected), [m.alpha for m in layers])
+    for layer, g in zip(layers, grads):
+        macs = [(c.kernel**2) * c.expansion for c in map(layer.choice, layer.names)]
+        assert int(g.argmin()) == macs.index(min(macs)), (layer.names, g)
+        assert int(g.argmax()) == macs.index(max(macs)), (layer.names, g)
+    with torch.no_grad():  # one plain gradient step lowers E[lat]
+        for layer, g in zip(layers, grads):
+            layer.alpha -= 0.5 * g / g.abs().max()
+    assert float(_arch_parts(run, digits)[1]) < float(expected)
+
+
+def test_fbnet_exponent_sets_the_latency_pressure(digits: Dataset) -> None:
+    fixed = {"adapt": False, "block_pruning": False, "bipath": False, "budget_term": "fbnet"}
+    problem = _problem(MICRO, MacsLatency(), digits, budget_x=1.2)
+    weak = _search(problem, beta=1e-3, **fixed)
+    strong = _search(problem, beta=3.0, **fixed)
+    assert strong.expected_ms() < 0.9 * weak.expected_ms()
+    assert [p.beta for p in strong.curve] == [3.0] * len(strong.curve)  # adapt off: fixed
+
+
+@pytest.mark.parametrize("term", list(BUDGET_TERMS))
+def test_budget_term_reaches_dnas_from_the_run_config(term: str, digits: Dataset) -> None:
+    problem = _problem(MICRO, MacsLatency(), digits, budget_x=1.2)
+    strategy = make_strategy(RunConfig(strategy="dnas", budget_term=term), problem)
+    assert isinstance(strategy, DNAS) and strategy.config.budget_term == term
+    assert term in BUDGET_TERM_HELP  # edgeauto run / search --help list every term
 
 
 def test_block_and_layer_pruning_remove_modules(digits: Dataset) -> None:
@@ -198,6 +256,8 @@ def test_bad_problems_and_settings_are_config_errors(
         DNASConfig(floor=0.96)
     with pytest.raises(ConfigError, match="beta"):
         DNASConfig(beta=0.0)
+    with pytest.raises(ConfigError, match="alpha"):
+        DNASConfig(alpha=-0.2)
 
 
 def test_mixed_layer_removes_candidates() -> None:

@@ -51,6 +51,14 @@ Criterion = Annotated[
         "hessian, ispasp, random."
     ),
 ]
+#: one help line for ``run`` and ``search`` (the names are search/dnas.py's BUDGET_TERMS)
+BUDGET_TERM_HELP = (
+    "dnas: the architecture step's latency price: hinge (default; a two-sided hinge on "
+    "log E(lat) around a band under the budget), fbnet (FBNet eq. 2: cross-entropy x 0.2 x "
+    "log(E(lat) in us)^0.6) or fbnet-additive (cross-entropy + strength x "
+    "log(1 + E(lat)/budget)^0.6)."
+)
+BudgetTerm = Annotated[str, typer.Option(help=BUDGET_TERM_HELP)]
 Allocation = Annotated[
     str, typer.Option(help="How channels are cut to the budget: netadapt or uniform.")
 ]

@@ -55,7 +55,7 @@ _Method = Annotated[
     str | None,
     typer.Option(
         help="Unstructured sparse training instead of pruning: imp, lottery, snip, rigl, static, "
-        "ctre, colt, gibbs, gibbs-filter, hessian, activation."
+        "ctre, colt, gibbs, gibbs-filter, hessian, hessian-spectral, activation."
     ),
 ]
 _Sparsity = Annotated[float, typer.Option(help="Fraction of weights at zero (with --method).")]

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from edgeauto.cli.common import (
+    BUDGET_TERM_HELP,
     OutDir,
     PrecisionOrRecorded,
     Tables,
@@ -40,6 +41,7 @@ _WarmStart = Annotated[
     bool | None, typer.Option(help="smbo: rank the first archs by zero-cost scores (TE-NAS).")
 ]
 _Beam = Annotated[int | None, typer.Option(help="smbo: archs trained per step (0: auto).")]
+_BudgetTerm = Annotated[str | None, typer.Option(help=BUDGET_TERM_HELP)]
 _Resume = Annotated[
     str | None, typer.Option(help="Continue the search run in RUN_DIR (after a crash).")
 ]
@@ -73,6 +75,7 @@ def search_command(
     search_batches: _SearchBatches = None,
     warm_start: _WarmStart = None,
     beam: _Beam = None,
+    budget_term: _BudgetTerm = None,
     tables: Tables = None,
     precision: PrecisionOrRecorded = None,
     out_dir: OutDir = "runs/search",
@@ -92,6 +95,7 @@ def search_command(
         "device": device, "dataset": dataset, "space": space, "strategy": strategy,
         "trials": trials, "seed": seed, "search_epochs": search_epochs,
         "search_batches": search_batches, "warm_start": warm_start, "beam": beam, "tables": tables,
+        "budget_term": budget_term,
         "precision": precision,
     }  # fmt: skip
     try:

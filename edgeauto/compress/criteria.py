@@ -19,10 +19,11 @@ model before each pruning decision, because scores go stale once the model chang
   gates' Hessian diagonal) and scores ``|-dL/dm + 0.5 d2L/dm2|``.
 - ``hessian``: OBD saliency ``0.5 h_ii w_i^2`` per weight, ``h`` the Hutchinson estimate of the
   Hessian diagonal, summed over every tensor slice the channel owns.
-- ``ispasp``: after i-SpaSP (Wolfe et al.): each consuming layer's output is a sum of per-input-
-  channel contributions; channels are picked greedily by their correlation with the residual
-  between the dense output and the output of the channels picked so far. Earlier = more
-  important.
+- ``ispasp``: i-SpaSP (Wolfe & Kyrillidis): each consuming layer's output is a sum of per-input-
+  channel contributions; supports of decreasing size are recovered by the paper's
+  merge-and-prune iteration (the ``2k`` channels most correlated with the residual merged
+  with the support, a least-squares fit, the best ``k`` kept), each within the last; a
+  channel in more supports is more important.
 - ``random``: the control.
 """
 

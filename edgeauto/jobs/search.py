@@ -75,6 +75,8 @@ class SearchJob:
         options = {"warm_start": c.warm_start, "beam": c.beam}
         if c.precision != "fp32":  # only then: studies recorded before it resume as they were
             options["precision"] = c.precision
+        if c.budget_term != "hinge":  # likewise
+            options["budget_term"] = c.budget_term
         return StudySpec(
             c.strategy, c.space, c.dataset, c.device, c.latency_ms, c.trials, c.seed,
             study_objective(c).to_json(), options, c.tables,
@@ -148,9 +150,13 @@ def make_executor(job: SearchJob, objective: TrainObjective) -> Executor:
 
 
 def make_strategy(cfg: RunConfig, problem: SearchProblem) -> Strategy:
-    """The named strategy; ``smbo`` gets its beam and, with ``warm_start``, a zero-cost
-    scorer on the first training images. ``run`` and ``search`` both build it here."""
+    """The named strategy; ``dnas`` gets its budget term, ``smbo`` its beam and, with
+    ``warm_start``, a zero-cost scorer on the first training images. ``run`` and ``search`` both build it here."""
     cls = STRATEGIES.get(cfg.strategy)
+    if cfg.strategy == "dnas":
+        from edgeauto.search.dnas import DNAS, DNASConfig
+
+        return DNAS(problem, DNASConfig(budget_term=cfg.budget_term))
     if cfg.strategy != "smbo":
         return cls(problem)
     from edgeauto.search.objective import ZERO_COST_SAMPLES

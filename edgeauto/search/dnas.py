@@ -11,13 +11,18 @@ Gumbel-softmax temperature anneals. The budget term (``budget_term``) is either
   matters: Adam's steps have about the same size whatever the gradient's scale, so once a
   one-sided hinge goes quiet under the budget only the noisy cross-entropy moves the logits
   and the latency the budget pressure overshot is never won back (``floor=0`` is one-sided);
-- ``fbnet``: FBNet's ``strength x log(lat)^beta``, added to the cross-entropy, with latency in
-  units of the budget plus one (``log(1 + E / B)``) so it stays positive and scale-free.
+- ``fbnet``: FBNet's loss (Wu et al. 2019, eq. 2), ``CE x alpha x log(LAT)^beta``: the
+  cross-entropy *multiplied* by the latency factor, ``LAT`` the expected latency in
+  microseconds (the paper's unit), defaults ``alpha=0.2``, ``beta=0.6`` as in the paper;
+- ``fbnet-additive``: ``strength x log(1 + E / B)^beta`` *added* to the cross-entropy (this
+  module's older reading of FBNet), latency in units of the budget plus one so the log stays
+  positive and scale-free.
 
 After every search epoch the derived arch is priced with the problem's predictor: over the
 budget the strength doubles (and the band moves down when the expectation already sits in
 it); well under the budget a two-sided hinge doubles its strength or moves its band up, a
-one-sided term halves its strength. The term prices E[lat] under the softmax of the logits,
+one-sided term halves its strength. ``fbnet`` adapts its exponent ``beta`` instead (double
+over, halve well under): its ``alpha`` only rescales the whole loss, which Adam ignores. The term prices E[lat] under the softmax of the logits,
 not the Gumbel sample (see :meth:`SupernetSearch._arch_step`). Pruning is irreversible, so
 it only happens while E[lat] lies in ``[floor, 1] x budget`` (the budget term has settled). Finally the
 derived arch is filled greedily up to the budget (``fill``), the mirror of the over-budget
@@ -53,18 +58,27 @@ from edgeauto.spaces.base import Arch, Choice
 from edgeauto.spaces.layerwise import LayerwiseSpace
 from edgeauto.train import accuracy
 
-BUDGET_TERMS = ("hinge", "fbnet")
+#: the budget term's names, each with a line for ``--help`` (module doc: the formulas)
+BUDGET_TERMS = {
+    "hinge": "two-sided hinge on log E[lat] around a band under the budget (default)",
+    "fbnet": "FBNet eq. 2: cross-entropy x alpha x log(E[lat] in us)^beta",
+    "fbnet-additive": "cross-entropy + strength x log(1 + E[lat]/budget)^beta",
+}
+#: FBNet prices latency in microseconds, where ``log LAT`` is positive for any real network;
+#: in our milliseconds (tables hold 0.04-2 ms) it would be negative and ``log^beta`` undefined
+US_PER_MS = 1000.0
 
 
 @dataclass(frozen=True)
 class DNASConfig:
     """Settings of the supernet search. Epochs count passes over the weight split.
 
-    ``max_batches`` caps the weight steps per epoch; ``budget_term`` is ``hinge`` or ``fbnet``
-    (module doc); ``strength`` is its initial weight, ``target`` and ``floor`` the band (as
-    fractions of the budget) the hinge aims at (``floor=0``: one-sided), ``beta`` the fbnet
-    exponent; ``adapt`` lets strength and band move after each search epoch (off: they stay
-    fixed). ``fill`` upgrades the derived arch greedily while it stays within the budget. ``step`` is how far (in expansion
+    ``max_batches`` caps the weight steps per epoch; ``budget_term`` is one of
+    :data:`BUDGET_TERMS` (module doc); ``strength`` is the additive terms' initial weight,
+    ``target`` and ``floor`` the band (as fractions of the budget) the hinge aims at
+    (``floor=0``: one-sided), ``alpha`` and ``beta`` FBNet's factor and exponent (``beta``
+    also the ``fbnet-additive`` exponent); ``adapt`` lets strength, band and the ``fbnet``
+    exponent move after each search epoch (off: they stay fixed). ``fill`` upgrades the derived arch greedily while it stays within the budget. ``step`` is how far (in expansion
     units) a bi-path's split moves; ``prune_every`` is how many architecture steps pass
     between pruning checks, the first after ``prune_start`` of the search phase (a fraction:
     pruning is irreversible, so the logits get time to settle first); ``prune_when_settled``
@@ -84,6 +98,7 @@ class DNASConfig:
     strength: float = 2.0
     target: float = 0.95
     floor: float = 0.85
+    alpha: float = 0.2
     beta: float = 0.6
     adapt: bool = True
     fill: bool = True
@@ -127,7 +142,7 @@ class DNASConfig:
         for name in probs:
             if not 0.0 < getattr(self, name) < 1.0 + (name == "target"):
                 raise ConfigError(f"dnas {name} must be in (0, 1), got {getattr(self, name)}")
-        positive = ("lr", "arch_lr", "tau_start", "tau_end", "step", "beta")
+        positive = ("lr", "arch_lr", "tau_start", "tau_end", "step", "alpha", "beta")
         if any(not getattr(self, n) > 0 for n in positive) or self.strength < 0:
             raise ConfigError(
                 f"dnas {', '.join(positive)} must be > 0 and strength >= 0; got "
@@ -151,6 +166,7 @@ class CurvePoint:
     step_ms: float  # mean wall time of one weight (+ architecture) step
     memory_mb: float  # tensors saved for backward in one step + 4 x parameter bytes
     strength: float
+    beta: float  # the fbnet exponent (adapted); the configured one for the other terms
     target: float
     floor: float
     tau: float
@@ -222,7 +238,7 @@ class SupernetSearch:
         self.net = SuperNet(self.space, config.bipath, config.step)
         self.latency = SupernetLatency(self.space, problem.latency)
         self.strength, self.target, self.tau = config.strength, config.target, config.tau_start
-        self.floor = config.floor
+        self.floor, self.beta = config.floor, config.beta
         self.scale = 1.0  # predictor ms / LUT-sum ms of the derived arch, updated per epoch
         self.counters = _Counters()
         self.curve: list[CurvePoint] = []
@@ -272,11 +288,30 @@ class SupernetSearch:
         self.w_opt.step()
         self._w_steps += 1
 
+    def arch_loss(self, ce: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+        """The architecture step's loss from its cross-entropy and E[lat] (ms, predictor's
+        scale): ``ce x`` :meth:`latency_factor` for ``fbnet``, else ``ce +``
+        :meth:`budget_term`."""
+        if self.cfg.budget_term == "fbnet":
+            return ce * self.latency_factor(expected)
+        return ce + self.budget_term(expected)
+
+    def latency_factor(self, expected: torch.Tensor) -> torch.Tensor:
+        """FBNet's ``alpha x log(LAT)^beta`` (Wu et al. 2019, eq. 2), ``LAT`` = ``expected``
+        in microseconds as in the paper, so ``log LAT > 0`` for every real network. A
+        sub-e-microsecond expectation (only a synthetic cost model gets there) is clamped to
+        e: ``log^beta`` of a number near or under 1 would be 0 or undefined."""
+        us = (expected * US_PER_MS).clamp_min(math.e)
+        return self.cfg.alpha * torch.log(us) ** self.beta
+
     def budget_term(self, expected: torch.Tensor) -> torch.Tensor:
-        """The configured budget term (module doc); ``expected`` on the predictor's scale (ms)."""
+        """The additive budget term (module doc) of ``hinge`` or ``fbnet-additive``; zero for
+        ``fbnet``, which multiplies instead (:meth:`latency_factor`). ``expected`` in ms."""
         budget = self.problem.budget_ms
         if self.cfg.budget_term == "fbnet":
-            return self.strength * torch.log1p(expected / budget) ** self.cfg.beta
+            return torch.zeros(())
+        if self.cfg.budget_term == "fbnet-additive":
+            return self.strength * torch.log1p(expected / budget) ** self.beta
         over = torch.relu(torch.log(expected / (budget * self.target)))
         if self.floor <= 0:
             return self.strength * over
@@ -289,7 +324,7 @@ class SupernetSearch:
         self.net.sample("mean")
         expected = self.latency.expected(self.net) * self.scale
         self.net.sample("gumbel", self.tau, self.gen)
-        loss = F.cross_entropy(self.net(x), y) + self.budget_term(expected)
+        loss = self.arch_loss(F.cross_entropy(self.net(x), y), expected)
         params = self.net.arch_parameters()
         self.a_opt.zero_grad(set_to_none=True)
         for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
@@ -370,12 +405,18 @@ class SupernetSearch:
         if not self.cfg.adapt:
             return
         last, budget = self.curve[-1], self.problem.budget_ms
+        if self.cfg.budget_term == "fbnet":  # alpha only rescales the loss: move the exponent
+            if last.derived_ms > budget:
+                self.beta *= 2
+            elif last.derived_ms < 0.9 * budget:
+                self.beta /= 2
+            return
         if last.derived_ms > budget:
             self.strength = max(2 * self.strength, 0.5)
             if last.expected_ms <= budget * self.target:  # the argmax is dearer than E[lat]
                 self._move_band(0.9)
         elif last.derived_ms < 0.9 * budget:
-            if self.cfg.budget_term == "fbnet" or self.floor <= 0:  # one-sided: ease off
+            if self.cfg.budget_term == "fbnet-additive" or self.floor <= 0:  # one-sided
                 self.strength /= 2
                 self._move_band(1 / 0.9)
             elif last.expected_ms >= budget * self.floor:  # the argmax is cheaper than E[lat]
@@ -406,7 +447,7 @@ class SupernetSearch:
             CurvePoint(
                 epoch, phase, self.derived_accuracy(), self.expected_ms(),
                 self.problem.predict(arch), count_params(self.net), step_ms, memory_mb,
-                self.strength, self.target, self.floor, self.tau, len(c.removed_blocks),
+                self.strength, self.beta, self.target, self.floor, self.tau, len(c.removed_blocks),
                 len(c.removed_layers), c.bipath_moves,
             )
         )  # fmt: skip
