@@ -214,7 +214,7 @@ def _compress_only(m: dict[str, Any]) -> dict[str, Any]:
 def _supernet(m: dict[str, Any]) -> dict[str, Any]:
     """A ``dnas`` search: its per-epoch curve instead of trials."""
     curve = [CurvePoint(e, "search", 0.5 + e / 10, 0.07 - e / 100, 0.068 - e / 100, 90_000, 12.0,
-                        40.0, 1.0, 0.06, 0.0, 1.0, 0, 0, 0) for e in range(4)]  # fmt: skip
+                        40.0, 1.0, 0.6, 0.06, 0.0, 1.0, 0, 0, 0) for e in range(4)]  # fmt: skip
     m["search"] = {"curve": [asdict(p) for p in curve]}
     m["analysis"]["pareto"] = []
     return m
