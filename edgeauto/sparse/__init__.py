@@ -3,6 +3,7 @@
 from edgeauto.sparse import dynamic as _dynamic  # noqa: F401  (registers ctre, colt)
 from edgeauto.sparse import methods as _methods  # noqa: F401  (registers the methods)
 from edgeauto.sparse import scored as _scored  # noqa: F401  (gibbs, hessian, activation)
+from edgeauto.sparse import spectral as _spectral  # noqa: F401  (hessian-spectral)
 from edgeauto.sparse.base import (
     SPARSE_METHODS,
     SparseConfig,

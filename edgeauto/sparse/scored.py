@@ -9,15 +9,13 @@
 - ``hessian``: Hessian-aware neuron pruning while training (after HAP, Yu et al.): ``rounds``
   prune steps spread over ``end_fraction`` of training remove the output channels of least
   second-order saliency ``1/2 w^T H w`` (Hutchinson, neuron-level probes); the last step
-  trims the boundary neuron by magnitude to hit the target exactly.
-- ``hessian-spectral``: the same rounds, each neuron scored by its Hessian block's spectral
-  radius, ``1/2 rho(H_pp) ||w_p||^2`` (power iteration on double-backward Hessian-vector
-  products), as the seed method explores the Hessian's spectral radius.
+  trims the boundary neuron by magnitude to hit the target exactly (``hessian-spectral``,
+  in :mod:`edgeauto.sparse.spectral`, shares these rounds).
 - ``activation``: activation-based iterative deactivation (synaptic pruning): every
   ``delta_t`` steps the active connections of least ``E|x_in| * |w|`` are switched off until
   the target is reached at ``end_fraction`` of training; then the mask stays fixed.
 
-All five prune each layer to the same sparsity (per-layer counts rounded so the total is
+All four prune each layer to the same sparsity (per-layer counts rounded so the total is
 exactly ``config.sparsity``) and count training FLOPs step by step at the density each step
 really trained with.
 """
@@ -25,7 +23,7 @@ really trained with.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -41,14 +39,6 @@ from edgeauto.train import StepHook, accuracy
 T_START, T_END = 1.0, 1e-3
 #: Rademacher probes per Hessian estimate, and training samples it is averaged over
 HUTCHINSON_SAMPLES, SCORE_SAMPLES = 4, 256
-#: power-iteration steps per Hessian block, and the relative change of every block's
-#: eigenvalue estimate under which they stop early (1% is ample for a ranking)
-POWER_ITERS, POWER_TOL = 8, 1e-2
-#: training samples the spectral radius is taken on: every power step costs one product per
-#: neuron (small_cnn at width 8: 56 a step), so fewer than Hutchinson's (4 products a round)
-SPECTRAL_SAMPLES = 64
-#: output channels whose Hessian blocks one batched product carries (bounds its memory)
-POWER_CHUNK = 64
 
 
 def uniform_keep(
@@ -144,71 +134,27 @@ def neuron_saliency(
     return dict(zip(names, out))
 
 
-def power_iteration(
-    hvp: Callable[[torch.Tensor], torch.Tensor], v: torch.Tensor, iters: int, tol: float = 0.0
-) -> tuple[torch.Tensor, int]:
-    """Dominant eigenvalue of ``G`` symmetric blocks at once: ``v`` is ``(G, n)``, ``hvp``
-    maps it to the rows ``H_g v_g``. Returns the Rayleigh quotients ``v_g^T H_g v_g`` (unit
-    ``v_g``, signed: the eigenvalue of largest magnitude, so ``abs`` is the spectral radius)
-    and the products used; stops once no estimate moved by more than ``tol`` (relative)."""
-    v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    lam = torch.full((len(v),), math.inf)
-    for step in range(1, iters + 1):
-        hv = hvp(v)
-        new = (v * hv).sum(1)
-        norm = hv.norm(dim=1, keepdim=True)
-        v = torch.where(norm > 0, hv / norm.clamp_min(1e-30), v)  # a zero block stays put
-        moved = (new - lam).abs() > tol * new.abs()
-        lam = new
-        if not bool(moved.any()):
-            return lam, step
-    return lam, iters
+def seeded_loss(
+    model: nn.Module, data: Dataset, samples: int, gen: torch.Generator
+) -> tuple[Callable[[], torch.Tensor], int]:
+    """The cross-entropy of ``model`` on ``samples`` seeded training images (on the model's
+    device, as the training steps see them), as a closure, and the images it uses."""
+    idx = torch.randperm(len(data.x_train), generator=gen)[:samples]
+    dev = next(model.parameters()).device
+    x, y = data.x_train[idx].to(dev), data.y_train[idx].to(dev)
+    return lambda: nn.functional.cross_entropy(model(x), y), len(idx)
 
 
-def neuron_spectral_radius(
-    model: nn.Module, loss_fn: Callable[[], torch.Tensor], gen: torch.Generator,
-    skip: Collection[str] = (), alive: Mapping[str, torch.Tensor] | None = None,
-    iters: int = POWER_ITERS, tol: float = POWER_TOL,
-) -> tuple[dict[str, torch.Tensor], int]:  # fmt: skip
-    """Spectral radius ``rho(H_pp)`` of the Hessian block of every output channel ``p`` of
-    the maskable layers but ``skip``: the block over that channel's own (``alive``) weights,
-    by :func:`power_iteration` on exact double-backward products, one batched product per
-    ``POWER_CHUNK`` channels (``V[g]`` holds channel ``g``'s vector, the rest zero, so row
-    ``g`` of ``H V[g]`` is ``H_gg v_g``). Also returns the Hessian-vector products used."""
-    params = {k: p for k, p in maskable(model).items() if k not in skip}
-    grads = torch.autograd.grad(loss_fn(), list(params.values()), create_graph=True)
-    out, used = {}, 0
-    for (k, p), g in zip(params.items(), grads):
-        keep = (alive[k] if alive else torch.ones_like(p, dtype=torch.bool)).flatten(1)
-        rho = torch.zeros(p.shape[0])
-        for lo in range(0, p.shape[0], POWER_CHUNK):
-            rows = torch.arange(lo, min(lo + POWER_CHUNK, p.shape[0]))
-            v0 = torch.randn(len(rows), keep.shape[1], generator=gen) * keep[rows]
-            lam, steps = power_iteration(_block_hvp(g, p, rows, keep[rows]), v0, iters, tol)
-            rho[rows], used = lam.abs().detach(), used + steps * len(rows)
-        out[k] = rho
-    return out, used
-
-
-def _block_hvp(
-    grad: torch.Tensor, p: torch.Tensor, rows: torch.Tensor, keep: torch.Tensor
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``v -> (H_gg v_g)_g`` for the channels ``rows`` of weight ``p``, restricted to the
-    weights in ``keep`` (``P H P``: a pruned weight is no direction to move in)."""
-    idx = torch.arange(len(rows))
-
-    def hvp(v: torch.Tensor) -> torch.Tensor:
-        if not grad.requires_grad:  # the loss is linear in p: no curvature at all
-            return torch.zeros_like(v)
-        vs = torch.zeros(len(rows), p.shape[0], keep.shape[1], dtype=p.dtype)
-        vs[idx, rows] = (v * keep).to(p.dtype)
-        (hv,) = torch.autograd.grad(
-            grad, p, grad_outputs=vs.view(len(rows), *p.shape), retain_graph=True,
-            is_grads_batched=True,
-        )  # fmt: skip
-        return hv.detach().flatten(2)[idx, rows].float() * keep
-
-    return hvp
+@contextmanager
+def kept_buffers(model: nn.Module) -> Iterator[None]:
+    """Restore the model's buffers afterwards: a scoring pass must not train BatchNorm."""
+    saved = [b.clone() for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(model.buffers(), saved):
+                b.copy_(s)
 
 
 class _StepCounted(SparseMethod):
@@ -376,6 +322,7 @@ class HessianNeuron(_StepCounted):
         gen = torch.Generator().manual_seed(cfg.seed)
 
         def update(step: int) -> None:
+            self.between_rounds(model, data, masks, step, gen)
             if step in rounds:
                 self.prune(model, data, masks, rounds[step], gen)
                 self.history[-1]["step"] = step
@@ -404,22 +351,20 @@ class HessianNeuron(_StepCounted):
         dead = sum(int((~m.flatten(1).any(1)).sum()) for m in masks.masks.values())
         self.history.append({"round": r, "sparsity": masks.sparsity, "dead_neurons": dead})
 
+    def between_rounds(
+        self, model: nn.Module, data: Dataset, masks: Masks, step: int, gen: torch.Generator
+    ) -> None:
+        """What every training step does besides the prune rounds: nothing here."""
+
     def saliency(
         self, model: nn.Module, data: Dataset, masks: Masks, gen: torch.Generator
     ) -> dict[str, torch.Tensor]:
         """Hutchinson saliency on a seeded batch, in training mode as the steps see it."""
-        idx = torch.randperm(len(data.x_train), generator=gen)[: self.score_samples]
-        x, y = data.x_train[idx], data.y_train[idx]
-        saved = [b.clone() for b in model.buffers()]  # the scoring pass must not train BN
-        try:
-            loss = lambda: nn.functional.cross_entropy(model(x), y)  # noqa: E731
+        loss, n = seeded_loss(model, data, self.score_samples, gen)
+        with kept_buffers(model):
             scores, products = self.score(model, loss, masks, gen)
-        finally:
-            with torch.no_grad():
-                for b, s in zip(model.buffers(), saved):
-                    b.copy_(s)
         # the gradient and each Hessian-vector product cost about one training step each
-        self.count_flops(masks, (1 + products) * len(idx))
+        self.count_flops(masks, (1 + products) * n)
         return scores
 
     def score(
@@ -429,44 +374,6 @@ class HessianNeuron(_StepCounted):
         """Per-output-channel scores of the maskable layers, and the Hessian-vector products
         they cost: here the Hutchinson estimate of ``1/2 w_p^T H_pp w_p``."""
         return neuron_saliency(model, loss, HUTCHINSON_SAMPLES, gen), HUTCHINSON_SAMPLES
-
-
-@SPARSE_METHODS.register("hessian-spectral")
-class HessianSpectral(HessianNeuron):
-    """Hessian-aware neuron pruning by the spectral radius of each neuron's Hessian block.
-
-    The seed method (Ebrahimi & Klabjan, "Neuron-based pruning of deep neural networks with
-    better generalization using Kronecker factored curvature approximation", 2021,
-    arXiv:2111.08577) trains and prunes neurons at once while exploring the spectral radius
-    of the Hessian, its top ``|eigenvalue|`` rather than its trace. HAP (Yu et al., WACV
-    2022) scores a channel ``p`` by ``1/2 Tr(H_pp)/n_p ||w_p||^2``: the block's *mean*
-    eigenvalue times the squared norm. This criterion takes the block's *largest* one,
-    ``1/2 rho(H_pp) ||w_p||^2``, which bounds ``1/2 w_p^T H_pp w_p`` (the loss increase of
-    removing the neuron, to second order) from above (Rayleigh quotient): the damage were
-    the weights to lie along the block's sharpest direction. We could not check the seed
-    paper's own scoring equation against its text, so this is the equation above, not a
-    transcription. ``rho(H_pp)`` is computed, up to :data:`POWER_TOL`, by power iteration on
-    exact double-backward products (:func:`neuron_spectral_radius`, at most
-    :data:`POWER_ITERS` steps, over the neuron's live weights, on :data:`SPECTRAL_SAMPLES`
-    training images: each step costs one product per neuron); the seed approximates the
-    Hessian with K-FAC instead. Rounds, schedule, classifier and history are
-    :class:`HessianNeuron`'s; the training FLOPs count each product as a training step.
-    """
-
-    name: ClassVar[str] = "hessian-spectral"
-    score_samples: ClassVar[int] = SPECTRAL_SAMPLES
-
-    def score(
-        self, model: nn.Module, loss: Callable[[], torch.Tensor], masks: Masks,
-        gen: torch.Generator,
-    ) -> tuple[dict[str, torch.Tensor], int]:  # fmt: skip
-        """``1/2 rho(H_pp) ||w_p||^2`` per channel of every layer but the classifier."""
-        params = maskable(model)
-        rho, products = neuron_spectral_radius(
-            model, loss, gen, skip={classifier(params)}, alive=masks.masks
-        )
-        return {k: 0.5 * r * params[k].detach().flatten(1).float().pow(2).sum(1)
-                for k, r in rho.items()}, products  # fmt: skip
 
 
 class InputMeter:
