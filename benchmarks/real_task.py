@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true",
                     help="one budget, one seed, 6,000 images, 3+1 epochs, 4 trials")  # fmt: skip
     ap.add_argument("--only", default="a,b,c,d,e,f", help="rows (letters or method names)")
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=None, help="default 2 (--quick: 1)")
     ap.add_argument("--budgets", default="", help="ms, comma-separated (default: 3 spread)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--finetune-epochs", type=int, default=3)
@@ -94,8 +94,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--train-images", type=int, default=0, help="0: all 50,000")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs, args.finetune_epochs, args.trials = 1, 3, 1, 4
+        args.seeds = args.seeds or 1  # --quick --seeds 2 adds the second seed
+        args.epochs, args.finetune_epochs, args.trials = 3, 1, 4
         args.train_images, args.search_batches = args.train_images or 6000, 30
+    args.seeds = args.seeds or 2
     args.methods = [
         m for part in args.only.split(",") for m in ROWS.get(part.strip(), (part.strip(),))
     ]
@@ -426,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"[{budget:g} ms, seed {seed}] {method} ...", flush=True)
                 row = {"device": "host", "budget_ms": budget, "method": method, "seed": seed,
-                       **run_row(bench, method, budget, seed)}  # fmt: skip
+                       **run_row(bench, method, budget, seed),
+                       "commit": stamp()["commit"], "date": stamp()["date"]}  # fmt: skip
                 print("   ", {k: round(v, 4) if isinstance(v, float) else v
                               for k, v in row.items()}, flush=True)  # fmt: skip
                 doc["rows"].append(row)
