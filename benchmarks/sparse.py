@@ -39,7 +39,8 @@ budget) and runs only the missing ones, so methods can be appended with ``--meth
 
 JSON: ``command, commit, date`` (the latest run; ``runs`` lists every run, ``rows[i].run``
 indexes it), ``rows[i].{model, method, sparsity, budget, epochs, retrain_epochs, epochs_used,
-acc, test_acc, train_flops, flops_ratio, size_bytes, dense_ms, sparse_ms}``,
+acc, test_acc, train_flops, flops_ratio, size_bytes, dense_ms, sparse_ms}`` (no size or
+latency on the ``flops`` rows; ``same_as: epochs`` on those that are their ``epochs`` row),
 ``flops_reference.<model>@<sparsity>.{flops, source}``, ``dense_acc.<model>``,
 ``dense.<model>.{size_bytes, ms}``, ``claims``.
 """
