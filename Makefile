@@ -101,7 +101,7 @@ bench-all: install
 	# ~30 min: CIFAR-10 row (a), quick settings
 	$(PY) benchmarks/real_task.py --quick --only a --json $(R)/real_task-quick.json
 	# ~5 min (recorded, under load): MLP at 90%, 7 methods, epochs and equal-FLOPs budgets;
-	# then the CNN appended to the same file (~1 h under load). sparse.py keeps the rows its
+	# then the CNN appended to the same file (recorded: 43 min under load). sparse.py keeps the rows its
 	# --json already holds, so the old file goes first.
 	rm -f $(R)/sparse.json
 	$(PY) benchmarks/sparse.py --models mlp --sparsities 0.9 --epochs 3 --methods imp-finetune,imp-slr,lottery,colt,snip,rigl,static --budget both --json $(R)/sparse.json
