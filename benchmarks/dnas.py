@@ -22,7 +22,6 @@ Budgets default to the 25/50/75% quantiles of the predicted latency of 200 rando
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
@@ -30,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _stamp import stamp
 
 from edgeauto.data import Dataset
 from edgeauto.devices.profile import load_profile
+from edgeauto.fileio import write_json
 from edgeauto.latency.device import open_table
 from edgeauto.progress import RichReporter
 from edgeauto.search import STRATEGIES, SearchProblem, Trial
@@ -180,7 +181,7 @@ def main() -> None:
         r.pop("_problem", None), r.pop("_dnas", None)
     ratio = statistics.mean(r["dnas_search_s"] / r["final_train_s"] for r in rows)
     result = {
-        "space": args.space, "dataset": args.dataset, "device": profile.name,
+        **stamp(), "space": args.space, "dataset": args.dataset, "device": profile.name,
         "runtime": profile.runtime, "settings": {k: str(v) for k, v in vars(args).items()},
         "budgets": rows, "search_over_train": ratio, "search_over_train_goal": 3.0,
         "pruning_speedup": effect["step_ms"]["no_pruning"] / effect["step_ms"]["pruning"],
@@ -189,7 +190,7 @@ def main() -> None:
     }  # fmt: skip
     print_table(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
 
 

@@ -18,14 +18,20 @@
   :mod:`edgeauto.search.teg`) with proxy-trained accuracy (1 epoch x 60 batches) over
   ``--archs`` random archs of ``fbnet-lite``; ``teg`` holds each indicator's Spearman.
 - ``snl``: a 3-conv CNN (2,864 ReLUs at 28x28) trained 3 epochs, then SNL to three ReLU
-  budgets vs whole ReLU layers replaced by identities to the same budget, each fine-tuned
-  the same epochs (``relus`` / ``baseline_relus``: what each kept).
+  budgets vs whole ReLU layers replaced by identities to the same budget (the layers chosen
+  by validation accuracy), with equal training epochs after the shared 3: SNL's mask epochs
+  (its weights train too) + its fine-tuning, and as many fine-tuning epochs for the baseline
+  (``finetune_epochs`` / ``baseline_finetune_epochs``; ``relus`` / ``baseline_relus``: what
+  each kept).
+
+JSON: ``command, commit, date`` (:mod:`_stamp`) first, then the parts above.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import itertools
 import json
 import statistics
@@ -35,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _stamp import stamp
 from torch import nn
 from torch.nn import functional as F
 
 from edgeauto.data import Dataset, load_dataset
+from edgeauto.fileio import write_json
 from edgeauto.grow import GROWTH_INITS, Grower, GrowthSchedule
 from edgeauto.grow.gradmax import find_pair, new_weight_grad_norm
 from edgeauto.grow.noisy import NoisyConfig, NoisyMLP, count_params, noisy_search
@@ -160,13 +168,19 @@ def snl_rows(data: Dataset, budgets: tuple[int, ...], finetune: int) -> list[dic
     for budget in budgets:
         ours, theirs = copy.deepcopy(trained), copy.deepcopy(trained)  # changed in place
         snl = linearize(ours, data, budget, cfg)
-        drop = drop_relu_layers(theirs, data, budget, cfg)
+        # equal epochs on both sides: SNL's weights also train during its mask epochs, so the
+        # baseline fine-tunes that much longer (SNL's last mask epoch may stop early, once the
+        # budget is met: the rounding is the baseline's gain). It picks its layers on val.
+        same = dataclasses.replace(cfg, finetune_epochs=finetune + snl.mask_epochs)
+        drop = drop_relu_layers(theirs, data, budget, same)
         rows.append({
             "relu_budget": budget, "acc": snl.accuracy, "baseline_acc": drop.accuracy,
             "test_acc": accuracy_on_test(ours, data),
             "baseline_test_acc": accuracy_on_test(theirs, data),
             "relus": snl.relus_after, "baseline_relus": drop.relus_after,
-            "mask_epochs": snl.mask_epochs, "trained_acc": base, "relus_before": total,
+            "mask_epochs": snl.mask_epochs, "finetune_epochs": finetune,
+            "baseline_finetune_epochs": same.finetune_epochs,
+            "trained_acc": base, "relus_before": total,
         })  # fmt: skip
         print(f"  snl {budget}: {snl.accuracy:.4f} ({snl.relus_after}) vs drop "
               f"{drop.accuracy:.4f} ({drop.relus_after})", flush=True)  # fmt: skip
@@ -183,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds, archs = (1, 12) if args.quick else (args.seeds, args.archs)
     data = load_dataset("mnist5k", seed=0)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"dataset": "mnist5k", "quick": args.quick}
+    result: dict[str, Any] = {**stamp(), "dataset": "mnist5k", "quick": args.quick,
+                              "seeds": seeds, "archs": archs}  # fmt: skip
     result["noisy"] = noisy_rows(data, seeds, args.quick)
     result["gradmax"] = gradmax_rows(data, seeds, 2 if args.quick else 4)
     result["snl"] = snl_rows(data, (1500, 800, 300), 2 if args.quick else 3)
@@ -195,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps({k: v for k, v in result.items()}, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        write_json(args.json, result)
     return 0
 
 

@@ -9,8 +9,10 @@
    random archs of the default space), ``edgeauto run`` in both modes on the host: measured
    LiteRT latency / budget (goal: in [0.90, 1.00] for every budget) and validation accuracy.
 3. A hand-made MobileNetV2-style net (inverted residuals, ReLU6; width multiplier scanned by
-   bisection on measured latency to the largest that fits the budget), trained the same
-   epochs on the same split: the baseline a user would otherwise write by hand.
+   bisection on measured latency to the largest that fits the budget), trained on the same
+   split for as many epochs as our final model got in all, training + fine-tuning after
+   pruning (the larger of the two modes' totals, ``handmade.epochs``): the baseline a user
+   would otherwise write by hand.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from edgeauto.fileio import write_json
 from edgeauto.latency.builder import TimingSettings, make_timer
 from edgeauto.latency.device import open_table
 from edgeauto.progress import NullReporter
+from edgeauto.rundir import RunDir
 from edgeauto.spaces import get_space
 from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
@@ -133,6 +136,7 @@ def handmade(budget: float, data: Any, epochs: int, timer: Any) -> dict[str, Any
     acc = accuracy(model, data.x_val, data.y_val)
     return {
         "width": round(best[0], 3),
+        "epochs": epochs,
         "acc": acc,
         "test_acc": accuracy_on_test(model, data),
         "measured_ms": best[1],
@@ -147,7 +151,9 @@ def run_mode(mode: str, budget: float, args: argparse.Namespace) -> dict[str, An
     # searched arch's measured / predicted before pruning (pruning's plan.scale), and the
     # final artifact's measured / budget: the prediction's hit and the landing, both
     before = (m["pruning"] or {}).get("scale")
-    return {"acc": m.accuracy, "test_acc": m["accuracy"].get("test"), "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
+    stages = RunDir(out).stages()  # the final model's epochs: training, then fine-tuning
+    epochs = sum(stages.get(k, {}).get("epochs", 0) for k in ("train", "finetune"))
+    return {"epochs": epochs, "acc": m.accuracy, "test_acc": m["accuracy"].get("test"), "measured_ms": m.measured_ms, "ratio": m.measured_ms / budget,
             "measured_over_predicted_before_pruning": before,
             "repeatability": m["latency"].get("repeatability", {}).get("litert"),
             **frame(m, budget)}  # fmt: skip
@@ -185,7 +191,8 @@ def main() -> None:
     try:
         for b in budgets(args.budgets, args.dataset):
             stc, joint = run_mode("search-then-compress", b, args), run_mode("joint", b, args)
-            hand = handmade(b, data, args.epochs, timer)
+            # the same epochs as ours, fine-tuning included (0 when nothing was pruned)
+            hand = handmade(b, data, max(stc["epochs"], joint["epochs"]), timer)
             row = {"budget_ms": b, "measured_ms": stc["measured_ms"], "acc_stc": stc["acc"],
                    "acc_joint": joint["acc"], "acc_handmade": hand["acc"], "stc": stc,
                    "joint": joint, "handmade": hand}  # fmt: skip

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torch_pruning as tp
+from _stamp import stamp
 from torch import nn
 
 from edgeauto.compress import PRUNERS, PruneConfig, PruneProblem, count_macs, get_criterion
@@ -42,6 +42,7 @@ from edgeauto.compress.scratch import recalibrate_bn
 from edgeauto.compress.uniform import prune_uniform
 from edgeauto.data import Dataset, load_dataset
 from edgeauto.devices.profile import load_profile
+from edgeauto.fileio import write_json
 from edgeauto.latency.builder import BlockTimer, TimingSettings, make_timer
 from edgeauto.train import TrainConfig, accuracy, accuracy_on_test, fit
 
@@ -320,10 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += b.rows
     summary(rows)
     if args.json:
-        doc = {"rows": [asdict(r) for r in rows], "profile": profile.name,
+        doc = {**stamp(), "rows": [asdict(r) for r in rows], "profile": profile.name,
                "threads": profile.threads, "epochs": args.epochs,
                "finetune_epochs": args.finetune_epochs}  # fmt: skip
-        args.json.write_text(json.dumps(doc, indent=1))
+        write_json(args.json, doc)
     timer.close()
     return 0
 

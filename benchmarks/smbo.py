@@ -25,7 +25,6 @@ N trainings. Then:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import statistics
@@ -34,7 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _stamp import stamp
+
 from edgeauto.devices.profile import load_profile
+from edgeauto.fileio import write_json
 from edgeauto.jobs.search import zero_cost_spearman
 from edgeauto.latency.device import open_table
 from edgeauto.latency.fusion import spearman
@@ -193,6 +195,7 @@ def main() -> None:
     seeds = [one_seed(args, space, latency, budget, s) for s in range(args.seeds)]
     per_seed = [s["evals_to_match_random"] for s in seeds]
     result: dict[str, Any] = {
+        **stamp(),
         "n": args.n, "space": args.space, "dataset": args.dataset, "budget_ms": budget,
         "batches": args.batches, "seeds": seeds,
         "best": {n: [s["best"][n] for s in seeds] for n in STRATEGY_NAMES},
@@ -219,7 +222,7 @@ def main() -> None:
         result["ray_speedup"] = seeds[0]["smbo_wall_s"] / ray["wall_s"]
     print_table(result)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
 
 

@@ -11,14 +11,16 @@ settings, so the difference is the runner's cost. Needs /usr/sbin/sshd (openssh-
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _stamp import stamp
+
 from edgeauto.devices.profile import DeviceProfile, load_profile
+from edgeauto.fileio import write_json
 from edgeauto.latency.builder import TimingSettings, fill_table, make_timer, open_device_table
 from edgeauto.latency.table import LatencyTable
 from edgeauto.spaces import get_space
@@ -87,9 +89,9 @@ def main() -> int:
     print(f"block medians ssh/local: median {statistics.median(ratios):.2f}, "
           f"range {min(ratios):.2f}-{max(ratios):.2f}")  # fmt: skip
     if args.json:
-        figures = {"space": args.space, "input_shape": list(shape), "blocks": n,
+        figures = {**stamp(), "space": args.space, "input_shape": list(shape), "blocks": n,
                    "local_s": local_s, "ssh_s": ssh_s, "median_ratio": statistics.median(ratios)}  # fmt: skip
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        write_json(args.json, figures)
     return 0
 
 
