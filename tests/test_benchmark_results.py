@@ -35,14 +35,6 @@ def test_result_names_command_commit_and_date(path: Path) -> None:
     dt.datetime.fromisoformat(str(doc.get("date")))  # raises on a missing or malformed date
 
 
-def test_tables_cite_committed_results() -> None:
-    """``README-tables.md`` (the figures for the docs) names only files that are committed."""
-    text = (ROOT / "benchmarks" / "results" / "README-tables.md").read_text()
-    cited = set(re.findall(r"benchmarks/results/([\w.-]+\.json)", text))
-    assert cited, "README-tables.md cites no results file"
-    assert cited <= {p.name for p in RESULTS}
-
-
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     """``benchmarks/sparse.py`` as a module, loaded by path (it imports ``_stamp`` from its
