@@ -95,6 +95,9 @@ def parse_args() -> argparse.Namespace:
         "--methods", default="all",
         help=f"comma-separated, or all: {', '.join(method_names('all'))}",
     )  # fmt: skip
+    ap.add_argument("--budget", choices=(*BUDGETS, "both"), default="both")
+    ap.add_argument("--flops-ref", default="max",
+                    help="max: the costliest iterative schedule; a number: x dense training")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--runs", type=int, default=100, help="LiteRT runs per timing round")
     args = ap.parse_args()
