@@ -27,6 +27,16 @@ err = Console(stderr=True, soft_wrap=True)
 
 # -- options several commands take, declared once (``name: Tables = None``) ---------------
 OutDir = Annotated[str, typer.Option("--out", help="Run directory.")]
+# How to reach an ssh device instead of its profile's connection (profile, deploy).
+SshHost = Annotated[
+    str | None,
+    typer.Option("--host", help="ssh devices: \\[user@]host\\[:port] instead of the profile's."),
+]
+SshKey = Annotated[str | None, typer.Option("--key", help="ssh devices: private key file.")]
+SshKnownHosts = Annotated[
+    str | None,
+    typer.Option("--known-hosts", help="ssh devices: known_hosts file (host keys are checked)."),
+]
 Int8 = Annotated[
     bool, typer.Option(help="Also export a full-integer model_int8.tflite and check it.")
 ]

@@ -9,21 +9,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from edgeauto.cli.common import fail, out
+from edgeauto.cli.common import SshHost, SshKey, SshKnownHosts, fail, out
 from edgeauto.errors import AgreementFailed, EdgeAutoError
 
 
 def deploy(
     run_dir: Annotated[str, typer.Argument(help="A run directory (the --out of run/compress).")],
     device: Annotated[str, typer.Option(help="Device profile name or YAML path.")],
-    host: Annotated[
-        str | None,
-        typer.Option(help="ssh devices: \\[user@]host\\[:port] instead of the profile's."),
-    ] = None,
-    key: Annotated[str | None, typer.Option(help="ssh devices: private key file.")] = None,
-    known_hosts: Annotated[
-        str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
-    ] = None,
+    host: SshHost = None,
+    key: SshKey = None,
+    known_hosts: SshKnownHosts = None,
     artifact: Annotated[
         str, typer.Option(help="model.tflite, model_int8.tflite or model.onnx.")
     ] = "model.tflite",

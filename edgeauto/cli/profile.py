@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from edgeauto.cli.common import Precision, err, fail, out, parse_shape
+from edgeauto.cli.common import (
+    Precision,
+    SshHost,
+    SshKey,
+    SshKnownHosts,
+    err,
+    fail,
+    out,
+    parse_shape,
+)
 from edgeauto.errors import ConfigError, EdgeAutoError
 
 if TYPE_CHECKING:
@@ -35,14 +44,9 @@ def profile(
     tables: Annotated[
         str | None, typer.Option(help="Latency tables folder (default hw_latency/).")
     ] = None,
-    host: Annotated[
-        str | None,
-        typer.Option(help="ssh devices: \\[user@]host\\[:port] instead of the profile's."),
-    ] = None,
-    key: Annotated[str | None, typer.Option(help="ssh devices: private key file.")] = None,
-    known_hosts: Annotated[
-        str | None, typer.Option(help="ssh devices: known_hosts file (host keys are checked).")
-    ] = None,
+    host: SshHost = None,
+    key: SshKey = None,
+    known_hosts: SshKnownHosts = None,
     precision: Precision = "fp32",
     validate: Annotated[
         int,
