@@ -47,10 +47,19 @@ def write_bundle(root: Path, data: Dataset) -> dict[str, Path]:
     return files
 
 
+def load_deploy(root: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``root/deploy.json``'s document and why it could not be read: ``(None, None)`` when
+    there is none, ``(None, reason)`` when it is unreadable."""
+    path = root / DEPLOY_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, " ".join(str(exc).split())
+    return (doc, None) if isinstance(doc, dict) else (None, "not a JSON object")
+
+
 def read_deploy(root: Path) -> dict[str, Any] | None:
     """``root/deploy.json`` when there is a readable one, else None."""
-    try:
-        doc = json.loads((root / DEPLOY_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return load_deploy(root)[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeauto.budget import Budget
 from edgeauto.bundle import read_deploy
 from edgeauto.fileio import write_text
 from edgeauto.report.pareto import PARETO_PLOT, plot_pareto
@@ -328,31 +329,47 @@ def device_rows(devices: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def deploy_lines(d: dict[str, Any] | None, artifacts: dict[str, Any]) -> list[str]:
-    """What ``edgeauto deploy`` found on a device (``deploy.json``), when it ran; flagged when
-    the run's artifact has changed since (a resumed run exported again)."""
-    if not d:
-        return []
+def deploy_lines(
+    d: dict[str, Any] | None, artifacts: dict[str, Any], budget: Budget | None = None
+) -> list[str]:
+    """The report's Deploy section for ``deploy.json``'s document ``d`` (none without it)."""
+    return _headed("Deploy", deploy_rows(d, artifacts, budget)) if d else []
+
+
+def deploy_rows(
+    d: dict[str, Any], artifacts: dict[str, Any], budget: Budget | None = None
+) -> list[str]:
+    """What ``edgeauto deploy`` found on a device: flagged **stale** when the deployed file is
+    not the run's (a resumed run exported again), the median against ``budget`` when given."""
+    art, a, lat = d["artifact"], d["agreement"], d["latency_ms"]
     shas = {Path(v["path"]).name: v["sha256"] for v in artifacts.values()}
-    stale = shas.get(d["artifact"]["file"], d["artifact"]["sha256"]) != d["artifact"]["sha256"]
-    a, lat = d["agreement"], d["latency_ms"]
+    same = shas.get(art["file"]) == art["sha256"]
     if a.get("top1") is None:
         agree = f"not checked ({a.get('reason') or 'no Python on the device'})"
     else:
         verdict = "ok" if a["ok"] else "**FAILED**"
-        agree = f"{a['top1']:.1%} of {a['samples']} images (needs {a['threshold']:.0%}): {verdict}"
+        agree = f"{a['top1']:.2%} of {a['samples']} images (needs {a['threshold']:.0%}): {verdict}"
     rsd = lat.get("repeatability")
-    cores = d.get("cpu_affinity")
-    how = (f" (repeatability ±{rsd:.1%})" if rsd is not None else "") + (
-        f", pinned to cores {', '.join(map(str, cores))}" if cores else "")  # fmt: skip
-    return _headed("Deploy", [
-        f"- device: {d['device']} over {d['connection']} ({d['host']}), {d['date']}",
-        f"- runtime there: {d['runtime']} {d['runtime_version']}, Python {d['python'] or 'none'}",
-        f"- artifact: `{d['artifact']['file']}` (sha256 {d['artifact']['sha256'][:12]}…)"
-        + (" — **stale**: the run's file has changed since; deploy again" if stale else ""),
+    cores = ", ".join(map(str, d["cpu_affinity"])) if d.get("cpu_affinity") else "not pinned"
+    verdict_ms = "" if budget is None else (
+        f": **{'within' if budget.within(lat['median']) else 'over'}** the run's "
+        f"{budget.latency_ms:g} ms budget (tolerance {budget.tolerance:.0%})")  # fmt: skip
+    return [
+        f"- device: {d['device']} over {d['connection']} (`{d['host']}`), {d['date']}",
+        f"- runtime there: {d['runtime']} {d['runtime_version']}, Python {d.get('python') or 'none'}",
+        f"- artifact: `{art['file']}` (sha256 {art['sha256'][:12]}…): "
+        + ("this run's artifact" if same else "**not** an artifact of this run — **stale**: the "
+           "run's file has changed since; deploy again"),
         f"- top-1 agreement with this machine on the bundle's sample: {agree}",
-        f"- latency there: median {_fmt(lat['median'])} ms, p90 {_fmt(lat['p90'])} ms{how}",
-    ])  # fmt: skip
+        f"- latency there: median {_fmt(lat['median'])} ms, p90 {_fmt(lat['p90'])} ms, "
+        f"repeatability {'n/a' if rsd is None else f'±{rsd:.1%}'}{verdict_ms}",
+        f"- cores: {cores}",
+    ]  # fmt: skip
+
+
+def run_budget(m: dict[str, Any]) -> Budget:
+    """The run's latency budget and tolerance, from the manifest."""
+    return Budget(m["budget"]["latency_ms"], m["budget"]["tolerance"])
 
 
 def setup_lines(m: dict[str, Any]) -> list[str]:
@@ -400,7 +417,7 @@ def render(m: dict[str, Any]) -> str:
         *int8_lines(m),
         *pareto_lines(m),
         *breakdown_lines(m),
-        *deploy_lines(m.get("deploy"), m["artifacts"]),
+        *deploy_lines(m.get("deploy"), m["artifacts"], run_budget(m)),
         *_headed("Artifacts", artifact_lines(m)),
     ]
     return "\n".join(lines) + "\n"

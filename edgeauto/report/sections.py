@@ -17,8 +17,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from edgeauto.budget import Budget
-from edgeauto.bundle import DEPLOY_FILE
+from edgeauto.bundle import DEPLOY_FILE, load_deploy
 from edgeauto.manifest import Manifest
 from edgeauto.report import charts, markdown
 from edgeauto.search.study import TRIALS_FILE
@@ -57,12 +56,7 @@ class RunFiles:
                 trials.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
-        deploy, error = None, None
-        if (root / DEPLOY_FILE).is_file():
-            try:
-                deploy = json.loads((root / DEPLOY_FILE).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                error = " ".join(str(exc).split())
+        deploy, error = load_deploy(root)
         return cls(root, [t for t in trials if isinstance(t, dict)], deploy, error)
 
     def archs(self) -> dict[int, str]:
@@ -192,41 +186,14 @@ def _int8(m: dict[str, Any], run: RunFiles) -> Markup:
     return md(rows) if rows else note("No int8 model in this run (exported in float32 only).")
 
 
-def _agreement_line(agree: dict[str, Any]) -> str:
-    if agree.get("top1") is None:  # a phone: no Python there to run infer.py
-        return (
-            f"- top-1 agreement: not checked ({agree.get('reason') or 'no Python on the device'})"
-        )
-    return (
-        f"- top-1 agreement with the run's model: {_pct(agree['top1'])} of {agree['samples']} "
-        f"inputs (bar {agree['threshold']:.0%}): **{'ok' if agree['ok'] else 'FAILED'}**"
-    )
-
-
 def _deploy(m: dict[str, Any], run: RunFiles) -> Markup:
     if run.deploy_error:
         return note(f"`{DEPLOY_FILE}` is unreadable ({run.deploy_error}).")
-    d = run.deploy
-    if d is None:
+    if run.deploy is None:
         where = (m.get("config") or {}).get("out") or str(run.root)
         return note(f"Not deployed yet: `edgeauto deploy {where} --device D`")
-    art, agree, lat = d["artifact"], d["agreement"], d["latency_ms"]
-    ours = {a.get("sha256") for a in (m.get("artifacts") or {}).values()}
-    same = "this run's artifact" if art["sha256"] in ours else "**not** an artifact of this run"
-    budget = Budget(m["budget"]["latency_ms"], m["budget"]["tolerance"])
-    rep = lat.get("repeatability")
-    cores = ", ".join(map(str, d["cpu_affinity"])) if d.get("cpu_affinity") else "not pinned"
-    return md([
-        f"- device: {d['device']} over {d['connection']} (`{d['host']}`), {d['date']}",
-        f"- runtime: {d['runtime']} {d['runtime_version']}; python {d.get('python') or 'none'}",
-        f"- artifact: `{art['file']}` (sha256 {art['sha256'][:12]}…): {same}",
-        _agreement_line(agree),
-        f"- latency on the device: median {lat['median']:.4f} ms, p90 {lat['p90']:.4f} ms, "
-        f"repeatability {'n/a' if rep is None else f'±{rep:.1%}'}: "
-        f"**{'within' if budget.within(lat['median']) else 'over'}** the run's "
-        f"{budget.latency_ms:g} ms budget (tolerance {budget.tolerance:.0%})",
-        f"- cores: {cores}",
-    ])  # fmt: skip
+    rows = markdown.deploy_rows(run.deploy, m.get("artifacts") or {}, markdown.run_budget(m))
+    return md(rows)
 
 
 def _artifacts(m: dict[str, Any], run: RunFiles) -> Markup:
